@@ -1,0 +1,77 @@
+"""Writing results so that nothing half-written ever looks complete.
+
+Every stage writes through :func:`write_netcdf` (or :func:`atomic_path` for
+other formats): the data go to a temporary name beside the target and are
+renamed into place only when complete, so a killed job leaves no file that a
+later run could mistake for a finished one.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import datetime as _dt
+import os
+import tempfile
+from pathlib import Path
+
+import xarray as xr
+
+from . import __version__
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike):
+    """Yield a temporary path beside ``path``; rename it to ``path`` on success.
+
+    On any exception the temporary file is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def provenance(**params) -> dict:
+    """Attributes every result carries: workflow version, time, parameters."""
+    attrs = {
+        "rotdyn_version": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    for key, value in params.items():
+        if value is None:
+            continue
+        attrs[key] = value if isinstance(value, (int, float, str)) else str(value)
+    return attrs
+
+
+def write_netcdf(ds: xr.Dataset, path: str | os.PathLike, compress: bool = True) -> None:
+    """Write ``ds`` to NetCDF-4 at ``path`` atomically (temporary name, then rename)."""
+    encoding = {}
+    if compress:
+        for name, var in ds.data_vars.items():
+            if var.ndim >= 2 and var.dtype.kind in "fiu":
+                encoding[name] = {"zlib": True, "complevel": 1}
+    with atomic_path(path) as tmp:
+        ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
+
+
+def source_hash(*modules: str) -> str:
+    """Short hash of the source of ``rotdyn.<module>`` for each name given.
+
+    Snakemake does not see code a script imports, so rules carry this as a
+    parameter: an edit to the science they run changes it and reruns them.
+    """
+    digest = hashlib.sha256(__version__.encode())
+    for name in sorted(modules):
+        spec = importlib.util.find_spec(f"rotdyn.{name}")
+        if spec is None or spec.origin is None:
+            raise ValueError(f"no module rotdyn.{name}")
+        digest.update(Path(spec.origin).read_bytes())
+    return digest.hexdigest()[:16]

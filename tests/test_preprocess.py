@@ -1,0 +1,97 @@
+"""Preprocessing against known answers: planes, line offsets, sub-pixel drift."""
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from rotdyn.preprocess import (
+    apply_drift,
+    estimate_drift,
+    flatten_frame,
+    normalize,
+    preprocess,
+    select_frames,
+)
+
+
+def _particles(shape, rng, n=12, height=2.0, sigma=2.0):
+    image = np.zeros(shape)
+    ys, xs = rng.uniform(8, shape[0] - 8, n), rng.uniform(8, shape[1] - 8, n)
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
+    for y, x in zip(ys, xs):
+        image += height * np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * sigma**2))
+    return image
+
+
+def test_flatten_removes_plane_and_line_offsets():
+    rng = np.random.default_rng(1)
+    shape = (96, 128)
+    clean = _particles(shape, rng)
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
+    plane = 5.0 + 0.05 * xx - 0.03 * yy
+    lines = rng.normal(0, 0.8, shape[0])[:, None]
+    noise = rng.normal(0, 0.02, shape)
+    flat = flatten_frame(clean + plane + lines + noise)
+    background = clean < 0.01
+    # The background comes back flat to within the added noise ...
+    assert abs(np.median(flat[background])) < 0.01
+    assert np.std(flat[background]) < 0.03
+    # ... and the particles keep their height.
+    assert np.max(flat) == pytest.approx(np.max(clean), abs=0.1)
+    assert np.corrcoef(flat.ravel(), clean.ravel())[0, 1] > 0.99
+
+
+def _texture(shape, rng):
+    return ndimage.gaussian_filter(rng.normal(size=shape), 2.0)
+
+
+def _shift(image, dy, dx):
+    return np.fft.ifft2(ndimage.fourier_shift(np.fft.fft2(image), (dy, dx))).real
+
+
+@pytest.mark.parametrize("reference", ["previous", "first"])
+def test_drift_recovers_known_subpixel_shift(reference):
+    rng = np.random.default_rng(2)
+    base = _texture((128, 128), rng)
+    true = np.array([[0.3 * t, -0.45 * t + 0.1 * t**2] for t in range(6)])
+    frames = np.stack([_shift(base, dy, dx) for dy, dx in true]).astype(np.float32)
+    shifts = estimate_drift(frames, reference=reference)
+    # The registration shift undoes the drift: it is minus the true displacement.
+    np.testing.assert_allclose(shifts, -true, atol=0.1)
+    registered = apply_drift(frames, shifts)
+    inner = (slice(None), slice(10, -10), slice(10, -10))
+    assert np.abs(registered - base)[inner].max() < 0.05 * np.abs(base).max()
+
+
+def test_normalize_methods():
+    frame = np.arange(100, dtype=np.float32).reshape(1, 10, 10)
+    mm = normalize(frame, "minmax")
+    assert mm.min() == 0 and mm.max() == 1
+    z = normalize(frame, "zscore")
+    assert abs(z.mean()) < 1e-6 and z.std() == pytest.approx(1, abs=1e-5)
+    pc = normalize(frame, "percentile", percentiles=(10, 90))
+    assert pc[0].ravel()[np.argmin(np.abs(frame.ravel() - np.percentile(frame, 10)))] == pytest.approx(0, abs=0.02)
+    assert normalize(frame, "none") is not frame and np.array_equal(normalize(frame, "none"), frame)
+    with pytest.raises(ValueError, match="normalize"):
+        normalize(frame, "sigmoid")
+
+
+def test_select_frames_inclusive_and_checked():
+    frames = np.arange(10)[:, None, None] * np.ones((1, 2, 2))
+    assert select_frames(frames, 2, 4)[:, 0, 0].tolist() == [2, 3, 4]
+    assert select_frames(frames, 7, -1)[:, 0, 0].tolist() == [7, 8, 9]
+    with pytest.raises(ValueError, match="first_frame"):
+        select_frames(frames, 10)
+    with pytest.raises(ValueError, match="last_frame"):
+        select_frames(frames, 5, 3)
+
+
+def test_bad_frames_pass_through_and_are_reported():
+    rng = np.random.default_rng(3)
+    frames = rng.normal(size=(4, 32, 32)).astype(np.float32)
+    frames[1] = np.nan
+    frames[2] = 0.0
+    out, shifts, bad = preprocess(frames, flatten_afm=True, drift_correction=True, normalize_method="minmax")
+    assert bad.tolist() == [1, 2]
+    assert np.isnan(out[1]).all() and (out[2] == 0).all()
+    assert out[0].min() == 0 and out[3].max() == pytest.approx(1)
+    assert np.isfinite(shifts).all()

@@ -1,0 +1,130 @@
+"""The real Snakemake on a temporary copy of the workflow."""
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+PARTS = ["Snakefile", "workflow", "config", "profiles", "envs", "src"]
+
+
+def copy_workflow(dest: Path) -> Path:
+    """A fresh copy of the workflow (no results) with an empty movies folder."""
+    dest.mkdir(parents=True)
+    for part in PARTS:
+        src = ROOT / part
+        if src.is_dir():
+            shutil.copytree(src, dest / part, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy(src, dest / part)
+    (dest / "resources" / "movies").mkdir(parents=True)
+    return dest
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([*SNAKEMAKE, "--cores", "2", *args], cwd=workdir,
+                            capture_output=True, text=True, timeout=900)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def planned(result: subprocess.CompletedProcess) -> dict[str, int]:
+    """{rule: job count} from a dry run's job-stats table."""
+    counts, in_table = {}, False
+    for line in result.stdout.splitlines():
+        if line.startswith("job ") and "count" in line:
+            in_table = True
+        elif in_table:
+            parts = line.split()
+            if not parts or parts[0] == "total":
+                break
+            if parts[-1].isdigit():
+                counts[parts[0]] = int(parts[-1])
+    return counts
+
+
+def movie(n=4, shape=(24, 32), seed=0):
+    return np.random.default_rng(seed).random((n, *shape)).astype(np.float32)
+
+
+@pytest.fixture
+def workflow(tmp_path):
+    return copy_workflow(tmp_path / "wf")
+
+
+def test_dry_run_plans_one_ingest_per_movie(workflow):
+    movies = workflow / "resources" / "movies"
+    np.save(movies / "alpha.npy", movie())
+    np.savez(movies / "beta.npz", frames=movie(seed=1))
+    frames = movies / "gamma"
+    frames.mkdir()
+    import imageio.v3 as iio
+    for i, frame in enumerate(movie(n=3, seed=2)):
+        iio.imwrite(frames / f"f{i}.png", (frame * 255).astype(np.uint8))
+    counts = planned(snakemake(workflow, "-n"))
+    assert counts == {"ingest": 3, "all": 1}
+
+
+def test_bad_movie_skipped_good_one_completes_then_nothing_to_do(workflow):
+    movies = workflow / "resources" / "movies"
+    good = movie(n=6)
+    np.save(movies / "good.npy", good)
+    (movies / "bad.tif").write_bytes(b"\x00\x01 definitely not a TIFF " * 50)
+    (workflow / "config" / "movies.tsv").write_text(
+        "movie\tpixel_size_nm\tfirst_frame\tlast_frame\tnormalize\ngood\t0.8\t1\t4\tnone\n")
+
+    first = snakemake(workflow)
+    out = workflow / "results" / "good" / "movie.nc"
+    with xr.open_dataset(out) as ds:
+        np.testing.assert_array_equal(ds.frames.values, good[1:5])
+        assert ds.attrs["pixel_size_nm"] == 0.8
+    assert not (workflow / "results" / "bad").exists()
+    log = first.stdout + first.stderr
+    assert log.count("skipping") == 1 and "bad.tif" in log
+
+    second = snakemake(workflow)
+    assert "Nothing to be done" in second.stdout + second.stderr
+
+    # An edit to the science a stage runs reruns that stage (its code hash is a param).
+    with open(workflow / "src" / "rotdyn" / "preprocess.py", "a") as fh:
+        fh.write("\n# a change in the science\n")
+    assert planned(snakemake(workflow, "-n")) == {"ingest": 1, "all": 1}
+
+
+def test_demo_runs_on_a_simulated_movie(workflow):
+    result = snakemake(workflow)
+    assert "built-in demo" in result.stdout + result.stderr
+    truth = pd.read_csv(workflow / "results" / "simulated" / "rods" / "truth.csv")
+    with xr.open_dataset(workflow / "results" / "demo_rods" / "movie.nc") as ds:
+        assert ds.sizes["frame"] == truth.frame.max() + 1
+        assert ds.attrs["modality"].startswith("AFM") and ds.attrs["flatten"] == 1
+        # Rods are bright after flattening: the frame is brighter at truth centres than on average.
+        first = truth[truth.frame == 0]
+        at_rods = ds.frames.values[0][first.y.round().astype(int), first.x.round().astype(int)]
+        assert at_rods.mean() > np.percentile(ds.frames.values[0], 80)
+
+
+@pytest.mark.parametrize("override, key", [
+    ("preprocess:\n  flaten: true\n", "flaten"),
+    ("simulate:\n  rods:\n    pixel_size_nm: 1.0\n    frame_interval_s: 1.0\n    frames: many\n", "frames"),
+    ("demo: cubes\n", "demo"),
+])
+def test_schema_rejects_bad_config_naming_the_key(workflow, override, key):
+    (workflow / "bad.yaml").write_text(override)
+    result = snakemake(workflow, "-n", "--configfile", "bad.yaml", check=False)
+    assert result.returncode != 0
+    message = result.stdout + result.stderr
+    assert "Error validating config" in message and key in message
+    assert "Job stats" not in message
+
+
+def test_lint_is_clean(workflow):
+    result = snakemake(workflow, "--lint", check=False)
+    assert "Congratulations, your workflow is in a good condition" in result.stdout + result.stderr

@@ -1,0 +1,21 @@
+rule ingest:
+    """Read a movie in any supported format, preprocess it, write movie.nc."""
+    input:
+        movie_source,
+    output:
+        "results/{movie}/movie.nc",
+    params:
+        settings=settings_for,
+        code=code("ingest", "preprocess", "store"),
+    log:
+        "results/logs/{movie}/ingest.log",
+    benchmark:
+        "results/benchmarks/{movie}/ingest.tsv"
+    conda:
+        "../../envs/rotdyn.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    script:
+        "../scripts/ingest.py"

@@ -1,0 +1,26 @@
+rule simulate:
+    """A synthetic movie with ground truth (rods or atoms), for the demo and for training."""
+    output:
+        movie="results/simulated/{kind}/movie.nc",
+        truth="results/simulated/{kind}/truth.csv",
+    params:
+        sim=lambda wildcards: config["simulate"][wildcards.kind],
+        code=code("simulate", "store"),
+    log:
+        "results/logs/simulated/{kind}.log",
+    benchmark:
+        "results/benchmarks/simulated/{kind}.tsv"
+    conda:
+        "../../envs/rotdyn.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=15,
+    script:
+        "../scripts/simulate.py"
+
+
+rule simulations:
+    """Both synthetic movies (``snakemake simulations``)."""
+    input:
+        expand("results/simulated/{kind}/movie.nc", kind=["rods", "atoms"]),
