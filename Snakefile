@@ -18,10 +18,17 @@ include: "workflow/rules/common.smk"
 wildcard_constraints:
     movie=MOVIE_NAME,
     kind="rods|atoms",
+    member=r"\d+",
+    set=MOVIE_NAME,
 
 
 include: "workflow/rules/simulate.smk"
 include: "workflow/rules/ingest.smk"
+include: "workflow/rules/training_set.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/segment.smk"
+include: "workflow/rules/locate.smk"
+include: "workflow/rules/patches.smk"
 
 
 rule all:

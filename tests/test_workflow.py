@@ -69,7 +69,9 @@ def test_dry_run_plans_one_ingest_per_movie(workflow):
     for i, frame in enumerate(movie(n=3, seed=2)):
         iio.imwrite(frames / f"f{i}.png", (frame * 255).astype(np.uint8))
     counts = planned(snakemake(workflow, "-n"))
-    assert counts == {"ingest": 3, "all": 1}
+    assert counts["ingest"] == 3 and counts["segment"] == 3 and counts["patches"] == 3
+    # One ensemble for all movies: one baseline, one job per member.
+    assert counts["train_baseline"] == 1 and counts["train_member"] == 3
 
 
 def test_bad_movie_skipped_good_one_completes_then_nothing_to_do(workflow):
@@ -80,7 +82,7 @@ def test_bad_movie_skipped_good_one_completes_then_nothing_to_do(workflow):
     (workflow / "config" / "movies.tsv").write_text(
         "movie\tpixel_size_nm\tfirst_frame\tlast_frame\tnormalize\ngood\t0.8\t1\t4\tnone\n")
 
-    first = snakemake(workflow)
+    first = snakemake(workflow, "movies")
     out = workflow / "results" / "good" / "movie.nc"
     with xr.open_dataset(out) as ds:
         np.testing.assert_array_equal(ds.frames.values, good[1:5])
@@ -89,26 +91,37 @@ def test_bad_movie_skipped_good_one_completes_then_nothing_to_do(workflow):
     log = first.stdout + first.stderr
     assert log.count("skipping") == 1 and "bad.tif" in log
 
-    second = snakemake(workflow)
+    second = snakemake(workflow, "movies")
     assert "Nothing to be done" in second.stdout + second.stderr
 
     # An edit to the science a stage runs reruns that stage (its code hash is a param).
     with open(workflow / "src" / "rotdyn" / "preprocess.py", "a") as fh:
         fh.write("\n# a change in the science\n")
-    assert planned(snakemake(workflow, "-n")) == {"ingest": 1, "all": 1}
+    assert planned(snakemake(workflow, "-n", "movies")) == {"ingest": 1, "movies": 1}
 
 
-def test_demo_runs_on_a_simulated_movie(workflow):
-    result = snakemake(workflow)
+def test_demo_runs_through_patches_then_nothing_to_do(workflow):
+    tiny = ["--configfile", str(ROOT / "tests" / "tiny_config.yaml")]
+    result = snakemake(workflow, *tiny)
     assert "built-in demo" in result.stdout + result.stderr
-    truth = pd.read_csv(workflow / "results" / "simulated" / "rods" / "truth.csv")
-    with xr.open_dataset(workflow / "results" / "demo_rods" / "movie.nc") as ds:
+    results = workflow / "results"
+    truth = pd.read_csv(results / "simulated" / "rods" / "truth.csv")
+    with xr.open_dataset(results / "demo_rods" / "movie.nc") as ds:
         assert ds.sizes["frame"] == truth.frame.max() + 1
         assert ds.attrs["modality"].startswith("AFM") and ds.attrs["flatten"] == 1
-        # Rods are bright after flattening: the frame is brighter at truth centres than on average.
-        first = truth[truth.frame == 0]
-        at_rods = ds.frames.values[0][first.y.round().astype(int), first.x.round().astype(int)]
-        assert at_rods.mean() > np.percentile(ds.frames.values[0], 80)
+    for member in range(2):
+        history = pd.read_csv(results / "ensemble" / f"member_{member}_history.csv")
+        assert len(history) == 1 and np.isfinite(history.val_loss).all()
+    with xr.open_dataset(results / "demo_rods" / "probability.nc") as prob:
+        assert prob["mean"].dims == ("frame", "class", "y", "x")
+        assert float(prob["mean"].min()) >= 0 and float(prob["mean"].max()) <= 1
+    with xr.open_dataset(results / "demo_rods" / "particles.nc") as particles, \
+            xr.open_dataset(results / "demo_rods" / "patches.nc") as patches:
+        assert particles.sizes["particle"] > 0
+        index = patches.particle_index.values
+        np.testing.assert_array_equal(patches.frame.values, particles.frame.values[index])
+    second = snakemake(workflow, *tiny)
+    assert "Nothing to be done" in second.stdout + second.stderr
 
 
 @pytest.mark.parametrize("override, key", [

@@ -28,6 +28,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from .store import attr_value
+
 TRUTH_COLUMNS = ["frame", "id", "x", "y", "angle", "class"]
 MODALITY = {"rods": "AFM (simulated)", "atoms": "STEM (simulated)"}
 
@@ -706,13 +708,7 @@ def to_dataset(sim: Simulation, pixel_size_nm: float, frame_interval_s: float) -
     attrs = {"pixel_size_nm": pixel_size_nm, "frame_interval_s": frame_interval_s,
              "modality": MODALITY.get(kind, "simulated"), "kind": kind,
              "class_names": ",".join(sim.class_names)}
-    for name, value in sim.params.items():
-        if name == "kind" or value is None:
-            continue
-        if isinstance(value, (bool, np.bool_)):
-            value = int(value)
-        elif isinstance(value, np.generic):
-            value = value.item()
-        attrs[f"sim_{name}"] = value if isinstance(value, (int, float, str)) else str(value)
+    attrs.update({f"sim_{name}": attr_value(value) for name, value in sim.params.items()
+                  if name != "kind" and value is not None})
     ds.attrs.update(attrs)
     return ds

@@ -15,6 +15,7 @@ import os
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import xarray as xr
 
 from . import __version__
@@ -38,16 +39,24 @@ def atomic_path(path: str | os.PathLike):
         tmp.unlink(missing_ok=True)
 
 
+def attr_value(value):
+    """``value`` as a NetCDF attribute: bools as 0/1, numpy scalars as Python ones, else text."""
+    if isinstance(value, (bool, np.bool_)):
+        return int(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (str, int, float, np.ndarray)):
+        return value
+    return str(value)
+
+
 def provenance(**params) -> dict:
-    """Attributes every result carries: workflow version, time, parameters."""
+    """Attributes every result carries: workflow version, time, parameters (None left out)."""
     attrs = {
         "rotdyn_version": __version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    for key, value in params.items():
-        if value is None:
-            continue
-        attrs[key] = value if isinstance(value, (int, float, str)) else str(value)
+    attrs.update({key: attr_value(value) for key, value in params.items() if value is not None})
     return attrs
 
 

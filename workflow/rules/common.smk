@@ -59,5 +59,29 @@ def code(*modules):
     return source_hash(*modules)
 
 
+def training_set_path():
+    return f"results/training/{config['training_set']['set']}.nc"
+
+
+def labels_folder(wildcards):
+    """The labelled folder, when there is one, so new labels retrain the ensemble."""
+    folder = Path(config["training_root"]) / wildcards.set
+    return [str(folder)] if folder.is_dir() and config["training_set"]["source"] != "simulate" else []
+
+
+def train_params(wildcards):
+    """Training settings without the ensemble size: adding members keeps the others."""
+    return {key: value for key, value in config["train"].items() if key not in ("members", "gpu", "threads")}
+
+
+def member_paths():
+    return expand("results/ensemble/member_{member}.pt", member=range(config["train"]["members"]))
+
+
+def patch_source(wildcards):
+    name = "probability" if config["patches"]["source"] == "probability" else "movie"
+    return f"results/{wildcards.movie}/{name}.nc"
+
+
 def all_targets():
-    return expand("results/{movie}/movie.nc", movie=sorted(MOVIES))
+    return expand("results/{movie}/patches.nc", movie=sorted(MOVIES))

@@ -19,3 +19,9 @@ rule ingest:
         runtime=30,
     script:
         "../scripts/ingest.py"
+
+
+rule movies:
+    """Ingest every movie and stop there (``snakemake movies``)."""
+    input:
+        expand("results/{movie}/movie.nc", movie=sorted(MOVIES)),

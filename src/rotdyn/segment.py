@@ -1,0 +1,192 @@
+"""Ensemble segmentation of a movie, streamed to NetCDF batch by batch.
+
+Every frame goes through every ensemble member; the per-class probabilities
+are reduced to their mean over members (the segmentation) and their
+population variance (the uncertainty). Frames are read lazily and results
+written as they come, so a movie never has to fit in memory.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+import netCDF4
+import numpy as np
+import torch
+import xarray as xr
+from torch import nn
+
+from .networks import (
+    autocast_dtype, load_model, model_device, num_threads, pick_device, predict_proba,
+)
+from .store import atomic_path, attr_value, provenance
+
+log = logging.getLogger(__name__)
+
+
+def load_ensemble(model_paths: list, device: str | torch.device = "cpu") -> tuple[list[nn.Module], dict]:
+    """Load every member once; returns ``(models, meta of the first)``.
+
+    All members must agree on ``n_classes`` and ``class_names``.
+    """
+    if not model_paths:
+        raise ValueError("no ensemble members given")
+    models, first = [], None
+    for path in model_paths:
+        model, meta = load_model(path, device)
+        if first is None:
+            first = meta
+        elif (meta["n_classes"], list(meta["class_names"])) != (first["n_classes"], list(first["class_names"])):
+            raise ValueError(
+                f"{path}: classes {meta['class_names']} differ from {model_paths[0]}: {first['class_names']}"
+            )
+        models.append(model)
+    return models, first
+
+
+def clean_frames(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Frames ready for inference, and a boolean per frame that is unusable.
+
+    A frame without finite pixels or without contrast is unusable (and set to
+    zeros here); NaN pixels in other frames take the frame's median, which
+    the networks see as background.
+    """
+    frames = np.array(frames, dtype=np.float32)
+    bad = np.zeros(len(frames), dtype=bool)
+    for i, frame in enumerate(frames):
+        finite = np.isfinite(frame)
+        if not finite.any() or np.nanmax(frame) == np.nanmin(frame):
+            bad[i] = True
+            frame[:] = 0
+        elif not finite.all():
+            frame[~finite] = np.median(frame[finite])
+    return frames, bad
+
+
+def ensemble_proba(models: list[nn.Module], x: torch.Tensor,
+                   amp_dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and population variance over ``models`` of the class probabilities of ``x``.
+
+    ``x`` is ``(B, 1, H, W)``; both results are ``(B, n_classes, H, W)``
+    float32 on the first model's device. Welford's update keeps one
+    member's output in memory at a time and avoids the cancellation of
+    ``E[p^2] - E[p]^2``.
+    """
+    x = x.to(model_device(models[0]))  # one transfer for all members
+    mean = m2 = None
+    for k, model in enumerate(models, start=1):
+        p = predict_proba(model, x, amp_dtype)
+        if mean is None:
+            mean, m2 = p.clone(), torch.zeros_like(p)
+            continue
+        p = p.to(mean.device)
+        delta = p - mean
+        mean += delta / k
+        m2 += delta * (p - mean)
+    return mean, (m2 / len(models)).clamp_min_(0)
+
+
+def _create_output(nc: netCDF4.Dataset, movie: xr.Dataset, class_names: list[str], attrs: dict) -> None:
+    """Dimensions, coordinates and the empty ``mean``/``variance`` variables of the output file."""
+    n_fg = len(class_names) - 1
+    ny, nx = movie.sizes["y"], movie.sizes["x"]
+    for dim, size in (("frame", movie.sizes["frame"]), ("class", n_fg), ("y", ny), ("x", nx)):
+        nc.createDimension(dim, size)
+    for name in ("frame", "y", "x"):
+        var = nc.createVariable(name, movie[name].dtype, (name,))
+        var[:] = movie[name].values
+        var.setncatts({k: attr_value(v) for k, v in movie[name].attrs.items()})
+    # non-index coordinates along frames (e.g. time) travel with the results
+    extra = [name for name, c in movie.coords.items() if c.dims == ("frame",) and name != "frame"]
+    for name in extra:
+        var = nc.createVariable(name, movie[name].dtype, ("frame",))
+        var[:] = movie[name].values
+        var.setncatts({k: attr_value(v) for k, v in movie[name].attrs.items()})
+    labels = nc.createVariable("class", "i4", ("class",))
+    labels[:] = np.arange(1, n_fg + 1)
+    labels.long_name = "class label in the training masks (0, the background, is not stored)"
+    names = nc.createVariable("class_name", str, ("class",))
+    names[:] = np.array(class_names[1:], dtype=object)
+    described = {
+        "mean": "ensemble mean of the class probability",
+        "variance": "ensemble population variance of the class probability",
+    }
+    for name, long_name in described.items():
+        var = nc.createVariable(name, "f4", ("frame", "class", "y", "x"), zlib=True, complevel=1,
+                                chunksizes=(1, n_fg, ny, nx))
+        var.long_name = long_name
+        var.coordinates = " ".join(["class_name", *extra])
+    nc.setncatts({k: attr_value(v) for k, v in attrs.items()})
+
+
+def segment_movie(movie_path, model_paths: list, out_path, *, batch_size: int = 4, device: str = "auto",
+                  threads: int | None = None, bf16: bool | str = "auto") -> None:
+    """Segment every frame of ``movie_path`` with the ensemble ``model_paths`` into ``out_path``.
+
+    Parameters
+    ----------
+    movie_path : NetCDF with ``frames(frame, y, x)``, as written by the movie stage
+    model_paths : checkpoints from :func:`rotdyn.networks.save_model`, one per member
+    out_path : NetCDF with ``mean`` and ``variance`` ``(frame, class, y, x)`` float32
+        for the foreground classes 1..C-1, coordinates ``frame``, ``class``,
+        ``class_name``, ``y``, ``x`` (and ``time`` if the movie has it), and the
+        movie's attributes plus the ensemble's
+    batch_size : frames per forward pass
+    device, threads, bf16 : see :func:`rotdyn.networks.pick_device` and
+        :func:`rotdyn.networks.autocast_dtype`
+
+    Frames without finite pixels or contrast get probability 0 and variance 0
+    and are reported in one warning; NaN pixels elsewhere take the frame's median.
+    """
+    device = pick_device(device)
+    amp_dtype = autocast_dtype(device, bf16)
+    models, meta = load_ensemble(model_paths, device)
+    class_names = list(meta["class_names"])
+    bad_frames = []
+    with num_threads(threads), xr.open_dataset(movie_path, cache=False) as movie:
+        frames = movie["frames"]
+        attrs = {
+            **movie.attrs,
+            **provenance(
+                movie=os.path.basename(str(movie_path)),
+                n_members=len(models),
+                members=",".join(os.path.basename(str(p)) for p in model_paths),
+                archs=",".join(sorted({m.arch for m in models})),
+                precision=str(amp_dtype or torch.float32).replace("torch.", ""),
+                variance="population variance over members",
+            ),
+        }
+        with atomic_path(out_path) as tmp, netCDF4.Dataset(tmp, "w", format="NETCDF4") as nc:
+            _create_output(nc, movie, class_names, attrs)
+            for start in range(0, movie.sizes["frame"], batch_size):
+                stop = min(start + batch_size, movie.sizes["frame"])
+                batch, bad = clean_frames(frames.isel(frame=slice(start, stop)).values)
+                mean = np.zeros((stop - start, len(class_names) - 1, *batch.shape[1:]), np.float32)
+                var = np.zeros_like(mean)
+                if not bad.all():
+                    x = torch.from_numpy(batch[~bad])[:, None]
+                    m, v = ensemble_proba(models, x, amp_dtype)
+                    mean[~bad], var[~bad] = m[:, 1:].cpu().numpy(), v[:, 1:].cpu().numpy()
+                nc["mean"][start:stop] = mean
+                nc["variance"][start:stop] = var
+                bad_frames.extend(movie["frame"].values[start:stop][bad].tolist())
+    if bad_frames:
+        log.warning("%s: frames %s have no finite pixels or no contrast; their probabilities are set to 0",
+                    movie_path, bad_frames)
+    log.info("segmented %s with %d members into %s", movie_path, len(models), out_path)
+
+
+def time_inference(models: list[nn.Module], shape=(512, 512), n_frames: int = 16, batch_size: int = 4,
+                   bf16: bool | str = "auto") -> float:
+    """Frames per second of :func:`ensemble_proba` on random frames, after one warm-up batch."""
+    device = model_device(models[0])
+    amp_dtype = autocast_dtype(device, bf16)
+    x = torch.randn(batch_size, 1, *shape)
+    ensemble_proba(models, x, amp_dtype)
+    n_batches = max(1, n_frames // batch_size)
+    start = time.perf_counter()
+    for _ in range(n_batches):
+        mean, var = ensemble_proba(models, x, amp_dtype)
+        mean.cpu(), var.cpu()  # include the copy back, as segment_movie does
+    return n_batches * batch_size / (time.perf_counter() - start)

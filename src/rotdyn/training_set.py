@@ -1,0 +1,523 @@
+"""Training sets for the segmentation ensemble: labelled frames or simulated ones.
+
+Every training set is one xarray Dataset, whatever its origin:
+
+* ``images(sample, y, x)`` float32 -- preprocessed exactly as movies are
+  (optional AFM flattening, then per-frame normalisation, both by
+  :mod:`rotdyn.preprocess`), so the networks see the intensities at training
+  that they will see at inference;
+* ``masks(sample, y, x)`` uint8 -- integer class per pixel, 0 = background;
+* per-sample coordinates ``source`` (file or simulation), ``frame`` (frame of
+  that source) and ``y0, x0`` (the tile's top-left pixel in that frame);
+* attrs ``class_names`` (comma-joined, background first), ``n_classes``,
+  ``origin`` (``"labels: <folder>"`` or ``"simulated <kind>"``), ``flatten``,
+  ``normalize``, ``tile`` and, for simulated sets, ``sim_<name>`` for every
+  simulation parameter.
+
+Frames are preprocessed whole and only then cut into ``tile`` x ``tile``
+samples (see :func:`tile_starts`), because normalisation is per frame at
+inference too.
+
+Pairing rules of a labelled folder (:func:`pair_files`)
+-------------------------------------------------------
+Files end in ``.tif``, ``.tiff``, ``.png`` or ``.npy`` (other files, e.g. a
+README, are ignored). Either
+
+* flat: ``<name>.<ext>`` is the image and ``<name>_mask.<ext>`` its mask
+  (``_masks``, ``_label`` and ``_labels`` work too, any letter case); image
+  and mask may have different extensions; or
+* sub-folders ``images/`` and ``masks/`` (or ``labels/``), the image and the
+  mask having the same name up to the extension.
+
+Images are 2-D, colour (a trailing axis of 2-4 samples: grey+alpha, RGB(A);
+colour becomes BT.709 luminance as in :mod:`rotdyn.ingest`) or 3-D stacks of
+frames ``(frame, y, x)``, paired with a mask of the same frames and size.
+Masks are binary (0/1, or 0/255 which becomes 0/1) or integer class labels
+0..C-1 (e.g. carbon vs silicon; two overlapping layers are classes too); a
+palette PNG mask gives its palette indices.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from .preprocess import NORMALIZE_METHODS, preprocess
+from .simulate import simulate
+from .store import attr_value, provenance
+
+log = logging.getLogger(__name__)
+
+SUFFIXES = (".tif", ".tiff", ".png", ".npy")
+MASK_TAGS = ("_mask", "_masks", "_label", "_labels")
+SOURCES = ("auto", "labels", "simulate")
+# Kinds whose frames are AFM-like height maps: flatten="auto" flattens only these.
+AFM_KINDS = ("rods",)
+# Calibration keys that sit beside the simulation parameters in the workflow config.
+_NOT_SIM_PARAMS = ("pixel_size_nm", "frame_interval_s")
+_BT709 = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)  # same weights as rotdyn.ingest
+
+
+class TrainingSetError(ValueError):
+    """A training set cannot be built; the message names the file or folder."""
+
+
+# ----------------------------------------------------------------------------- pairing
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir()
+                  if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in SUFFIXES)
+
+
+def _natural_key(path: Path):
+    """frame_2 before frame_10: digits compare as numbers."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
+
+
+def _by_stem(files: list[Path]) -> dict[str, Path]:
+    """Files keyed by name without extension; two files with one stem are ambiguous."""
+    out: dict[str, Path] = {}
+    for f in files:
+        if f.stem in out:
+            raise TrainingSetError(f"{f}: same name as {out[f.stem].name}; keep one file per image or mask")
+        out[f.stem] = f
+    return out
+
+
+def _mask_stem(stem: str) -> str | None:
+    """The image stem a mask file belongs to, or None if ``stem`` names no mask."""
+    lower = stem.lower()
+    for tag in sorted(MASK_TAGS, key=len, reverse=True):  # "_labels" before "_label"
+        if lower.endswith(tag) and len(stem) > len(tag):
+            return stem[: -len(tag)]
+    return None
+
+
+def _match(images: dict[str, Path], masks: dict[str, Path], mask_name: str) -> list[tuple[Path, Path]]:
+    """Pairs of equal key; any image without mask or mask without image is an error.
+
+    ``mask_name`` formats the expected mask path from ``key`` and ``ext`` for the message.
+    """
+    for key, path in images.items():
+        if key not in masks:
+            expected = mask_name.format(key=key, ext=path.suffix)
+            raise TrainingSetError(f"{path}: image without a mask (expected {expected})")
+    for key, path in masks.items():
+        if key not in images:
+            raise TrainingSetError(f"{path}: mask without an image (expected an image named {key!r})")
+    return sorted(((images[k], masks[k]) for k in images), key=lambda pair: _natural_key(pair[0]))
+
+
+def pair_files(folder: str | Path) -> list[tuple[Path, Path]]:
+    """``(image, mask)`` file pairs of a labelled folder, in natural order.
+
+    See the module docstring for the rules. Raises :class:`TrainingSetError`
+    naming the file for an image without mask, a mask without image, two
+    files of one name, and naming the folder when it holds no pairs.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise TrainingSetError(f"{folder}: no such folder of labelled images")
+    if (folder / "images").is_dir():
+        mask_dir = next((folder / d for d in ("masks", "labels") if (folder / d).is_dir()), None)
+        if mask_dir is None:
+            raise TrainingSetError(f"{folder}: has images/ but no masks/ (or labels/) folder beside it")
+        pairs = _match(_by_stem(_image_files(folder / "images")), _by_stem(_image_files(mask_dir)),
+                       f"{mask_dir}/{{key}}{{ext}}")
+    else:
+        images, masks = [], {}
+        for f in _image_files(folder):
+            key = _mask_stem(f.stem)
+            if key is None:
+                images.append(f)
+            else:
+                masks.setdefault(key, []).append(f)
+        for key, files in masks.items():
+            if len(files) > 1:
+                raise TrainingSetError(f"{files[1]}: a second mask for {key!r} (also {files[0].name})")
+        pairs = _match(_by_stem(images), {k: v[0] for k, v in masks.items()}, f"{folder}/{{key}}_mask{{ext}}")
+    if not pairs:
+        raise TrainingSetError(f"{folder}: no image/mask pairs ({'/'.join(SUFFIXES)}) found")
+    return pairs
+
+
+def has_labels(folder: str | Path) -> bool:
+    """True if ``folder`` exists and holds image files (at its top or in ``images/``)."""
+    folder = Path(folder)
+    return any(d.is_dir() and _image_files(d) for d in (folder, folder / "images"))
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def _read(path: Path, mask: bool = False) -> np.ndarray:
+    """Raw pixel array of one file; any library error becomes a TrainingSetError naming it.
+
+    A palette PNG mask is read as its palette indices: label tools store
+    class ``k`` as index ``k`` with a colour to show it, and the colour is not the label.
+    """
+    try:
+        suffix = path.suffix.lower()
+        if suffix == ".npy":
+            data = np.load(path, allow_pickle=False)
+        elif suffix in (".tif", ".tiff"):
+            import tifffile
+
+            data = tifffile.imread(path)
+        else:
+            import imageio.v3 as iio
+            from PIL import Image
+
+            with Image.open(path) as im:
+                palette = im.mode == "P"
+            data = iio.imread(path, plugin="pillow", mode="P" if mask and palette else None)
+    except Exception as exc:
+        raise TrainingSetError(f"{path}: cannot read: {type(exc).__name__}: {exc}") from exc
+    if np.asarray(data).dtype.kind not in "biuf":
+        raise TrainingSetError(f"{path}: data type {data.dtype} is not numeric image data")
+    return np.asarray(data)
+
+
+def _is_colour(data: np.ndarray) -> bool:
+    """A trailing axis of 2-4 samples on a 2-D image or a stack of them is colour."""
+    if data.ndim == 4:
+        return 1 <= data.shape[-1] <= 4
+    return data.ndim == 3 and 2 <= data.shape[-1] <= 4 < min(data.shape[:2])
+
+
+def _stack(data: np.ndarray, path: Path) -> np.ndarray:
+    """``(frame, y, x[, colour])`` view of 2-D or 3-D data; TrainingSetError otherwise."""
+    colour = _is_colour(data)
+    spatial = data.ndim - colour
+    if spatial not in (2, 3) or 0 in data.shape:
+        raise TrainingSetError(f"{path}: data of shape {data.shape}; expected (y, x), (y, x, colour) "
+                               "or a stack (frame, y, x)")
+    return data[None] if spatial == 2 else data
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """An image file as ``(frame, y, x)`` float32; colour becomes BT.709 luminance."""
+    path = Path(path)
+    data = _stack(_read(path), path)
+    if not _is_colour(data):
+        return data.astype(np.float32)
+    if data.shape[-1] < 3:  # grey (+ alpha): the grey sample
+        return data[..., 0].astype(np.float32)
+    return data[..., :3].astype(np.float32) @ _BT709
+
+
+def read_mask(path: str | Path) -> np.ndarray:
+    """A mask file as ``(frame, y, x)`` uint8 class labels.
+
+    Binary masks stored as 0/255 become 0/1. A colour mask is accepted only
+    if its colour samples are equal (a grey mask saved as RGB).
+    """
+    path = Path(path)
+    data = _stack(_read(path, mask=True), path)
+    if _is_colour(data):
+        grey = data[..., : min(data.shape[-1], 3)]
+        if data.shape[-1] > 2 and np.any(grey != grey[..., :1]):
+            raise TrainingSetError(f"{path}: colour mask; save class labels as a single-channel image")
+        data = data[..., 0]
+    return _labels(data, path)
+
+
+def _labels(mask: np.ndarray, path: Path) -> np.ndarray:
+    """Validated integer labels 0..255 as uint8 (0/255 -> 0/1)."""
+    if mask.dtype.kind == "f":
+        if not np.all(np.isfinite(mask)):
+            raise TrainingSetError(f"{path}: mask has non-finite values (NaN or inf)")
+        if np.any(mask != np.round(mask)):
+            bad = mask[mask != np.round(mask)][0]
+            raise TrainingSetError(f"{path}: mask has non-integer values (e.g. {bad}); "
+                                   "expected integer class labels 0..C-1")
+    lo, hi = mask.min(), mask.max()
+    if lo < 0:
+        raise TrainingSetError(f"{path}: mask has negative label {lo}; expected class labels 0..C-1")
+    if hi == 255 and np.all((mask == 0) | (mask == 255)):
+        return (mask == 255).astype(np.uint8)  # binary mask saved as 0/255
+    if hi > 255:
+        raise TrainingSetError(f"{path}: mask has label {int(hi)}: more than 255 classes do not fit "
+                               "the uint8 masks (labels 0..255)")
+    return mask.astype(np.uint8)
+
+
+# ----------------------------------------------------------------------------- tiling
+
+
+def tile_starts(n: int, tile: int) -> np.ndarray:
+    """Start offsets of tiles of length ``tile`` covering an axis of length ``n``.
+
+    ``ceil(n / tile)`` tiles spread evenly from 0 to ``n - tile``, so they
+    overlap as little and as evenly as possible and the last one is flush
+    with the border. An axis not longer than ``tile`` has one tile at 0
+    (padded, see :func:`tiles`).
+    """
+    if n <= tile:
+        return np.zeros(1, dtype=int)
+    count = -(-n // tile)
+    return np.round(np.linspace(0, n - tile, count)).astype(int)
+
+
+def _pad(stack: np.ndarray, tile: int) -> np.ndarray:
+    """Reflect-pad ``(frame, y, x)`` at the bottom/right up to ``tile`` in y and x."""
+    py, px = max(tile - stack.shape[1], 0), max(tile - stack.shape[2], 0)
+    if not (py or px):
+        return stack
+    return np.pad(stack, ((0, 0), (0, py), (0, px)), mode="reflect")
+
+
+def tiles(images: np.ndarray, masks: np.ndarray, tile: int):
+    """Cut ``(frame, y, x)`` images and masks into ``tile`` x ``tile`` samples.
+
+    Axes shorter than ``tile`` are reflect-padded at the bottom/right, the
+    mask exactly like the image: a padded pixel's label is that of the pixel
+    whose intensity it copies, so image and labels stay consistent (a
+    constant 0 pad would label mirrored particles as background).
+
+    Returns
+    -------
+    images, masks : (sample, tile, tile) arrays
+    frame, y0, x0 : (sample,) int, the frame and top-left pixel of each tile
+    """
+    ys, xs = tile_starts(images.shape[1], tile), tile_starts(images.shape[2], tile)
+    images, masks = _pad(images, tile), _pad(masks, tile)
+    index = [(t, y, x) for t in range(len(images)) for y in ys for x in xs]
+    frame, y0, x0 = (np.array(v, dtype=np.int64) for v in zip(*index))
+    img = np.stack([images[t, y : y + tile, x : x + tile] for t, y, x in index])
+    msk = np.stack([masks[t, y : y + tile, x : x + tile] for t, y, x in index])
+    return img, msk, frame, y0, x0
+
+
+# ----------------------------------------------------------------------------- shared
+
+
+def _check_tile(tile) -> int:
+    try:
+        ok = not isinstance(tile, bool) and float(tile).is_integer() and int(tile) >= 1
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise TrainingSetError(f"tile={tile!r}: must be a positive integer")
+    return int(tile)
+
+
+def _check_normalize(method: str) -> str:
+    if method not in NORMALIZE_METHODS:
+        raise TrainingSetError(f"normalize={method!r}: choose one of {', '.join(NORMALIZE_METHODS)}")
+    return method
+
+
+def _resolve_flatten(flatten, kind: str | None) -> bool:
+    """``flatten`` as a bool; ``"auto"`` flattens AFM-like simulations only.
+
+    Labelled files (TIFF/PNG/NPY) are never an AFM format, so ``"auto"``
+    matches how rotdyn preprocesses such movies: no flattening.
+    """
+    if flatten == "auto":
+        return kind in AFM_KINDS
+    if isinstance(flatten, (bool, np.bool_)):
+        return bool(flatten)
+    raise TrainingSetError(f"flatten={flatten!r}: must be true, false or 'auto'")
+
+
+def _prepare(frames: np.ndarray, flatten: bool, normalize: str) -> np.ndarray:
+    """The movie preprocessing (rotdyn.preprocess), without drift correction or frame range."""
+    return preprocess(frames, flatten_afm=flatten, normalize_method=normalize)[0]
+
+
+def _dataset(images, masks, source, frame, y0, x0, class_names, attrs) -> xr.Dataset:
+    """Assemble the output Dataset (see the module docstring)."""
+    n, ny, nx = images.shape
+    ds = xr.Dataset(
+        {"images": (("sample", "y", "x"), np.asarray(images, np.float32)),
+         "masks": (("sample", "y", "x"), np.asarray(masks, np.uint8))},
+        coords={"sample": np.arange(n), "y": np.arange(ny), "x": np.arange(nx),
+                "source": ("sample", np.asarray(source, dtype=str)),
+                "frame": ("sample", frame), "y0": ("sample", y0), "x0": ("sample", x0)},
+    )
+    ds.attrs.update(provenance(class_names=",".join(class_names), n_classes=len(class_names),
+                               n_samples=n, **attrs))
+    return ds
+
+
+def _class_names(given, max_label: int, where: str) -> list[str]:
+    """Given names checked against the labels, else background, class1, ... (at least 2 classes)."""
+    if given is None:
+        return ["background"] + [f"class{i}" for i in range(1, max(max_label, 1) + 1)]
+    names = [str(n) for n in given]
+    if any("," in n for n in names):
+        raise TrainingSetError(f"class_names={names}: names must not contain commas")
+    if len(names) <= max_label:
+        raise TrainingSetError(f"{where}: mask label {max_label} but only {len(names)} class_names {names} "
+                               "(background first)")
+    return names
+
+
+# ----------------------------------------------------------------------------- the two sources
+
+
+def from_labels(folder: str | Path, *, tile: int = 128, flatten=False, normalize: str = "percentile",
+                class_names=None) -> xr.Dataset:
+    """Training set from a folder of labelled image/mask pairs.
+
+    Parameters
+    ----------
+    folder : folder of pairs (see the module docstring for the pairing rules).
+    tile : side of the square samples, px; larger frames are tiled with
+        overlap (:func:`tile_starts`), smaller ones reflect-padded (:func:`tiles`).
+    flatten : AFM flattening before normalisation (True/False; ``"auto"`` = False,
+        as for any non-AFM file format). Set True for exported AFM height maps.
+    normalize : per-frame normalisation method of :func:`rotdyn.preprocess.normalize`.
+    class_names : name of each label value, background first; None =
+        ``["background", "class1", ...]`` up to the largest label found.
+
+    Raises
+    ------
+    TrainingSetError naming the file (or the folder) for any problem.
+    """
+    folder = Path(folder)
+    tile, normalize = _check_tile(tile), _check_normalize(normalize)
+    flat = _resolve_flatten(flatten, None)
+    parts, max_label, max_file = [], 0, None
+    for image_path, mask_path in pair_files(folder):
+        image, mask = read_image(image_path), read_mask(mask_path)
+        if image.shape != mask.shape:
+            raise TrainingSetError(f"{mask_path}: mask shape {mask.shape} (frame, y, x) differs from "
+                                   f"image {image_path.name} {image.shape}")
+        if mask.max() > max_label:
+            max_label, max_file = int(mask.max()), mask_path
+        img, msk, frame, y0, x0 = tiles(_prepare(image, flat, normalize), mask, tile)
+        name = image_path.relative_to(folder).as_posix()
+        parts.append((img, msk, [name] * len(img), frame, y0, x0))
+    names = _class_names(class_names, max_label, str(max_file or folder))
+    img, msk, source, frame, y0, x0 = (np.concatenate(p) for p in zip(*parts))
+    log.info("%s: %d pairs -> %d samples of %d px", folder, len(parts), len(img), tile)
+    attrs = dict(origin=f"labels: {folder}", flatten=int(flat), normalize=normalize, tile=tile,
+                 n_files=len(parts))
+    return _dataset(img, msk, source, frame, y0, x0, names, attrs)
+
+
+def contact_pixels(instances: np.ndarray) -> np.ndarray:
+    """Pixels of an instance that are 8-adjacent to a pixel of a different instance.
+
+    Works on the last two axes of ``instances`` (0 = background). Removing
+    all of them leaves no two instances 8-adjacent: a kept pixel touching
+    another instance's kept pixel would itself be a contact pixel.
+    """
+    inst = np.asarray(instances)
+    out = np.zeros(inst.shape, dtype=bool)
+    ny, nx = inst.shape[-2:]
+    # Right, down, down-right, down-left: each neighbour pair once.
+    for dy, dx in ((0, 1), (1, 0), (1, 1), (1, -1)):
+        a_rows, b_rows = slice(0, ny - dy), slice(dy, ny)
+        a_cols, b_cols = (slice(0, nx - dx), slice(dx, nx)) if dx >= 0 else (slice(-dx, nx), slice(0, nx + dx))
+        a, b = inst[..., a_rows, a_cols], inst[..., b_rows, b_cols]
+        touch = (a > 0) & (b > 0) & (a != b)
+        out[..., a_rows, a_cols] |= touch
+        out[..., b_rows, b_cols] |= touch
+    return out
+
+
+def from_simulation(kind: str, *, frames: int = 24, separate_touching: bool = True, flatten="auto",
+                    normalize: str = "percentile", tile: int = 128, **sim_params) -> xr.Dataset:
+    """Training set of simulated frames (:func:`rotdyn.simulate.simulate`) and their labels.
+
+    Parameters
+    ----------
+    kind : "rods" or "atoms".
+    frames : number of simulated frames.
+    separate_touching : set the contact pixels of touching instances
+        (:func:`contact_pixels`) to background, so touching particles are
+        split by a thin background line in the target and the network learns
+        to leave a valley between them (the usual trick for touching nuclei).
+        For the default rods (24 frames, seed 0) this removes 696 of 41,054
+        foreground pixels (1.7 %; 0.18 % of all pixels, about 29 per frame),
+        along the 0.75 px gaps of the side-by-side pairs (seeds 1 and 2: 3.4
+        and 2.6 %); the default atoms never touch, so nothing is removed.
+    flatten : True/False, or "auto" = only for AFM-like kinds (rods).
+    normalize : per-frame normalisation method, as for movies.
+    tile : sample side, px; frames are tiled/padded as in :func:`from_labels`
+        (the default 128 px simulation gives one sample per frame).
+    **sim_params : further parameters of the simulation (size, count, seed, ...).
+
+    The attrs hold every resolved simulation parameter as ``sim_<name>``, and
+    ``removed_contact_pixels`` / ``removed_contact_fraction`` (of the
+    foreground) for the separation.
+    """
+    tile, normalize = _check_tile(tile), _check_normalize(normalize)
+    flat = _resolve_flatten(flatten, kind)
+    try:
+        sim = simulate(kind, frames=frames, **sim_params)
+    except TypeError as exc:  # an unknown parameter name
+        raise TrainingSetError(f"simulate {kind}: {exc}") from exc
+    masks = sim.labels.copy()
+    removed = contact_pixels(sim.instances) if separate_touching else np.zeros(masks.shape, bool)
+    masks[removed] = 0
+    foreground = int(np.count_nonzero(sim.labels))
+    img, msk, frame, y0, x0 = tiles(_prepare(sim.frames, flat, normalize), masks, tile)
+    attrs = dict(origin=f"simulated {kind}", flatten=int(flat), normalize=normalize, tile=tile,
+                 separate_touching=int(bool(separate_touching)),
+                 removed_contact_pixels=int(removed.sum()),
+                 removed_contact_fraction=float(removed.sum() / foreground) if foreground else 0.0)
+    attrs.update(_sim_attrs(sim.params))
+    log.info("simulated %s: %d frames -> %d samples; %d contact pixels removed",
+             kind, len(sim.frames), len(img), attrs["removed_contact_pixels"])
+    return _dataset(img, msk, [f"simulated {kind}"] * len(img), frame, y0, x0, sim.class_names, attrs)
+
+
+def _sim_attrs(params: dict) -> dict:
+    """``sim_<name>`` for every parameter, as NetCDF-storable values (bools as ints)."""
+    return {f"sim_{name}": attr_value(value) for name, value in params.items() if value is not None}
+
+
+# ----------------------------------------------------------------------------- config entry point
+
+
+def training_set(config: dict, labels_root: str | Path = "resources/training") -> xr.Dataset:
+    """The training set a workflow config describes.
+
+    ``config`` keys: ``set`` (name), ``source`` ("auto" | "labels" |
+    "simulate"; default auto), ``tile`` (128), ``flatten`` ("auto" | true |
+    false), ``normalize`` ("percentile"), ``separate_touching`` (true),
+    ``class_names`` (labels only; optional) and ``simulate`` (``kind`` plus
+    simulation parameters; ``pixel_size_nm`` / ``frame_interval_s`` there are
+    calibration, not simulation, and are ignored). "auto" uses the labels in
+    ``<labels_root>/<set>/`` when that folder holds image files, else
+    simulates. The attrs gain ``set`` and ``source`` (the one used).
+    """
+    if "set" not in config:
+        raise TrainingSetError("training set config has no 'set' (its name)")
+    name, source = str(config["set"]), config.get("source", "auto")
+    if source not in SOURCES:
+        raise TrainingSetError(f"training set {name!r}: source={source!r}; choose one of {', '.join(SOURCES)}")
+    folder = Path(labels_root) / name
+    if source == "auto":
+        source = "labels" if has_labels(folder) else "simulate"
+    common = dict(tile=config.get("tile", 128), flatten=config.get("flatten", "auto"),
+                  normalize=config.get("normalize", "percentile"))
+    if source == "labels":
+        if not folder.is_dir():
+            raise TrainingSetError(f"training set {name!r}: source is 'labels' but the folder {folder} does not exist")
+        ds = from_labels(folder, class_names=config.get("class_names"), **common)
+    else:
+        sim = {k: v for k, v in (config.get("simulate") or {}).items() if k not in _NOT_SIM_PARAMS}
+        kind = sim.pop("kind", "rods")
+        ds = from_simulation(kind, separate_touching=config.get("separate_touching", True), **common, **sim)
+    ds.attrs.update(set=name, source=source)
+    return ds
+
+
+def load_training_set(path) -> dict:
+    """Arrays and classes of a written training set, as the trainers take them."""
+    with xr.open_dataset(path) as ds:
+        return {
+            "images": ds["images"].values.astype(np.float32),
+            "masks": ds["masks"].values.astype(np.uint8),
+            "class_names": ds.attrs["class_names"].split(","),
+            "n_classes": int(ds.attrs["n_classes"]),
+        }

@@ -1,0 +1,298 @@
+"""Tests of rotdyn.locate: conventions, accuracy against simulated truth, edge cases, scoring."""
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+from scipy import ndimage
+from skimage.measure import regionprops
+
+from rotdyn.locate import (COLUMNS, axis_angle_from_skimage, close_neighbours, detection_scores, locate,
+                           locate_frame, match)
+from rotdyn.simulate import simulate_atoms, simulate_rods
+from rotdyn.store import write_netcdf
+
+
+# ------------------------------------------------------------------ helpers
+def _axis_coords(shape, x, y, angle_deg, n=8):
+    """Supersampled (along-axis, across-axis) coordinates of every pixel, project convention."""
+    a = np.radians(angle_deg)
+    sub = (np.arange(n) + 0.5) / n - 0.5
+    rows = (np.arange(shape[0])[:, None] + sub[None, :]).reshape(-1, 1)
+    cols = (np.arange(shape[1])[:, None] + sub[None, :]).reshape(1, -1)
+    ux, uy = np.cos(a), -np.sin(a)  # direction a as (dx_col, dy_row)
+    s = (cols - x) * ux + (rows - y) * uy
+    t = -(cols - x) * uy + (rows - y) * ux
+    return s, t, n
+
+
+def _coverage(inside, shape, n):
+    """Fraction of each pixel covered: a probability map with an anti-aliased edge."""
+    return inside.reshape(shape[0], n, shape[1], n).mean(axis=(1, 3)).astype(np.float32)
+
+
+def ellipse(shape, x, y, major, minor, angle_deg):
+    s, t, n = _axis_coords(shape, x, y, angle_deg)
+    return _coverage((2 * s / major) ** 2 + (2 * t / minor) ** 2 <= 1, shape, n)
+
+
+def capsule(shape, x, y, length, width, angle_deg):
+    s, t, n = _axis_coords(shape, x, y, angle_deg)
+    d = np.hypot(np.clip(np.abs(s) - (length - width) / 2, 0, None), t)
+    return _coverage(d <= width / 2, shape, n)
+
+
+def prob_dataset(mean, classes=(1,), frames=None, **attrs):
+    """A probability.nc-like Dataset from mean maps (T, C, H, W); variance = mean / 10."""
+    mean = np.asarray(mean, np.float32)
+    T, C, H, W = mean.shape
+    dims = ("frame", "class", "y", "x")
+    return xr.Dataset(
+        {"mean": (dims, mean), "variance": (dims, mean / 10)},
+        coords={"frame": np.arange(T) if frames is None else np.asarray(frames), "class": list(classes),
+                "class_name": ("class", [f"c{c}" for c in classes]), "y": np.arange(H), "x": np.arange(W)},
+        attrs={"pixel_size_nm": 0.5, **attrs})
+
+
+def smoothed_labels(labels, classes, sigma):
+    """'Perfect network': each class mask, Gaussian-smoothed, as (T, C, H, W) probabilities."""
+    return np.stack([[ndimage.gaussian_filter((frame == c).astype(np.float32), sigma) for c in classes]
+                     for frame in labels])
+
+
+def axis_error_deg(a, b):
+    return np.degrees(np.abs(np.mod(a - b + np.pi / 2, np.pi) - np.pi / 2))
+
+
+def one(mean, **params):
+    """locate_frame on a single-class 2-D map (variance = mean / 10)."""
+    mean = np.asarray(mean, np.float32)[None]
+    return locate_frame(mean, mean / 10, [1], **params)
+
+
+# ------------------------------------------------------------------ conventions
+@pytest.mark.parametrize("angle", [0, 30, 60, 90, 135])
+def test_ellipse_orientation_centroid_and_axes(angle):
+    x, y = 31.3, 28.7
+    table = one(ellipse((64, 64), x, y, 24, 10, angle))
+    assert len(table) == 1
+    p = table.iloc[0]
+    assert axis_error_deg(p.orientation, np.radians(angle)) < 1
+    assert 0 <= p.orientation < np.pi
+    assert abs(p.x - x) < 0.1 and abs(p.y - y) < 0.1
+    assert p.major_axis == pytest.approx(24, abs=0.6)
+    assert p.minor_axis == pytest.approx(10, abs=0.6)
+    assert p.eccentricity == pytest.approx(np.sqrt(1 - (10 / 24) ** 2), abs=0.02)
+
+
+@pytest.mark.parametrize("angle", [0, 30, 60, 90, 135])
+def test_capsule_orientation(angle):
+    table = one(capsule((64, 64), 30.6, 33.2, 20, 6, angle))
+    assert len(table) == 1
+    assert axis_error_deg(table.orientation[0], np.radians(angle)) < 1
+    assert abs(table.x[0] - 30.6) < 0.1 and abs(table.y[0] - 33.2) < 0.1
+
+
+def test_skimage_orientation_conversion():
+    # A diagonal line rising to the right on screen: column up, row down -> 45 deg.
+    image = np.zeros((30, 30), int)
+    k = np.arange(-10, 11)
+    image[15 - k, 15 + k] = 1
+    assert np.degrees(axis_angle_from_skimage(regionprops(image)[0].orientation)) == pytest.approx(45)
+    image = np.zeros((30, 30), int)
+    image[15 + k, 15 + k] = 1  # falling to the right -> 135 deg
+    assert np.degrees(axis_angle_from_skimage(regionprops(image)[0].orientation)) == pytest.approx(135)
+    image = np.zeros((30, 30), int)
+    image[15, 5:25] = 1  # horizontal -> 0, not pi
+    assert axis_angle_from_skimage(regionprops(image)[0].orientation) == pytest.approx(0)
+
+
+# ------------------------------------------------------------------ accuracy on simulations
+@pytest.fixture(scope="module")
+def rods():
+    return simulate_rods(size=128, frames=6, noise=0.15, seed=3)
+
+
+def test_perfect_network_rods(rods):
+    prob = prob_dataset(smoothed_labels(rods.labels, [1], sigma=1.0))
+    found = locate(prob).to_dataframe()
+    scores = detection_scores(found, rods.truth)
+    assert scores["precision"] >= 0.97 and scores["recall"] >= 0.97
+    assert scores["rmse"] <= 0.5
+    assert scores["orientation_error_deg"] <= 3
+    assert rods.truth["touching"].sum() > 20  # the test means something
+    assert scores["touching_recall"] >= 0.9
+    assert scores["close_recall"] >= 0.9
+
+
+def test_touching_rods_need_the_split(rods):
+    prob = prob_dataset(smoothed_labels(rods.labels, [1], sigma=1.0))
+    merged = detection_scores(locate(prob, split="none").to_dataframe(), rods.truth)
+    assert merged["touching_recall"] < 0.8
+
+
+def test_atoms_two_classes():
+    sim = simulate_atoms(size=96, frames=3)
+    prob = prob_dataset(smoothed_labels(sim.labels, [1, 2], sigma=0.7), classes=[1, 2])
+    # Atom discs (radius 1.8 px) cover ~10 px: min_area must come down from the rod default.
+    found = locate(prob, split="distance", min_area=4).to_dataframe()
+    scores = detection_scores(found, sim.truth.drop(columns="angle"))
+    for c in (1, 2):
+        assert scores[f"precision_class_{c}"] >= 0.97
+        assert scores[f"recall_class_{c}"] >= 0.97
+
+
+def test_distance_split_separates_overlapping_discs():
+    yy, xx = np.mgrid[:40, :40]
+    blob = ((np.hypot(xx - 15, yy - 20) < 5) | (np.hypot(xx - 24, yy - 20) < 5)).astype(np.float32)
+    assert len(one(blob, split="none")) == 1
+    split = one(blob, split="distance", min_distance=3)
+    assert len(split) == 2
+    assert sorted(split.x.round()) == [15, 24]
+
+
+def test_faint_particle_without_a_core_is_still_found():
+    table = one(0.7 * ellipse((40, 40), 20, 20, 16, 6, 45))  # never above marker_threshold
+    assert len(table) == 1
+    assert 0.65 < table.mean_probability[0] <= 0.7  # the soft edge lowers the mean a little
+
+
+def test_pixel_class_is_the_most_probable_foreground_class():
+    mean = np.zeros((2, 30, 30), np.float32)
+    mean[0, 5:15, 5:15] = 0.6   # class 3 alone
+    mean[0, 18:26, 18:26] = 0.55
+    mean[1, 18:26, 18:26] = 0.9  # class 7 wins here
+    table = locate_frame(mean, mean / 10, [3, 7])
+    assert sorted(zip(table["class"], table["area"])) == [(3, 100), (7, 64)]
+    assert table.set_index("class").mean_variance[7] == pytest.approx(0.09)
+
+
+# ------------------------------------------------------------------ filters and flags
+def test_area_filter_and_measured_values():
+    image = np.zeros((50, 50), np.float32)
+    image[5:7, 5:8] = 0.8       # 6 px
+    image[20:24, 20:25] = 0.8   # 20 px
+    image[30:45, 30:45] = 0.8   # 225 px
+    table = one(image, min_area=10, max_area=100)
+    assert table["area"].tolist() == [20]
+    p = table.iloc[0]
+    assert (p.x, p.y) == (22, 21.5)
+    assert p.mean_probability == pytest.approx(0.8) and p.mean_variance == pytest.approx(0.08)
+    assert len(one(image, min_area=10)) == 2
+
+
+def test_touches_edge():
+    image = np.zeros((40, 40), np.float32)
+    image[0:4, 10:15] = 1      # on the top border
+    image[1:5, 25:30] = 1      # one row in
+    image[20:24, 35:40] = 1    # on the right border
+    image[20:24, 15:20] = 1    # well inside
+    table = one(image).sort_values(["y", "x"])
+    assert table.touches_edge.tolist() == [True, False, False, True]
+    table = one(image, edge_margin=2).sort_values(["y", "x"])
+    assert table.touches_edge.tolist() == [True, True, False, True]
+    assert not one(image, edge_margin=0).touches_edge.any()
+
+
+def test_bad_parameters():
+    image = np.ones((1, 10, 10), np.float32)
+    with pytest.raises(ValueError, match="split"):
+        locate_frame(image, image, [1], split="magic")
+    with pytest.raises(ValueError, match="marker_threshold"):
+        locate_frame(image, image, [1], threshold=0.6, marker_threshold=0.5)
+    with pytest.raises(ValueError, match="len"):
+        locate_frame(image, image, [1, 2])
+    with pytest.raises(TypeError, match="unknown"):
+        locate(prob_dataset(image[None]), thresold=0.5)
+
+
+# ------------------------------------------------------------------ the movie
+def test_locate_records_frames_attrs_and_parameters():
+    maps = np.stack([ellipse((40, 40), 20 + k, 20, 16, 6, 30) for k in range(3)])[:, None]
+    out = locate(prob_dataset(maps, frames=[7, 8, 9], source="movie.tif"), min_area=5)
+    assert out["frame"].values.tolist() == [7, 8, 9]
+    assert np.allclose(out["x"].values, [20, 21, 22], atol=0.05)
+    assert out.attrs["source"] == "movie.tif" and out.attrs["pixel_size_nm"] == 0.5
+    assert out.attrs["min_area"] == 5 and out.attrs["split"] == "probability"
+    assert out.attrs["max_area"] == "none"
+    assert out["touches_edge"].dtype == np.int8
+
+
+def test_blank_and_nan_frames_warn_once(caplog):
+    maps = np.zeros((3, 1, 40, 40), np.float32)
+    maps[0, 0] = ellipse((40, 40), 20, 20, 16, 6, 30)
+    maps[2] = np.nan
+    with caplog.at_level(logging.WARNING, logger="rotdyn.locate"):
+        out = locate(prob_dataset(maps, frames=[5, 6, 7], source="movie.tif"))
+    assert out["frame"].values.tolist() == [5]
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "[6, 7]" in warnings[0].getMessage() and "movie.tif" in warnings[0].getMessage()
+
+
+def test_zero_particles_give_a_valid_dataset(tmp_path, caplog):
+    out = locate(prob_dataset(np.zeros((2, 2, 20, 20)), classes=[1, 2]))
+    assert out.sizes["particle"] == 0
+    assert set(out.data_vars) == {"frame", *COLUMNS}
+    assert out["frame"].dtype == np.int64 and out["class"].dtype == np.int64
+    assert out["x"].dtype == np.float64 and out["touches_edge"].dtype == np.int8
+    write_netcdf(out, tmp_path / "particles.nc")
+    with xr.open_dataset(tmp_path / "particles.nc") as back:
+        assert back.sizes["particle"] == 0
+        assert set(back.data_vars) == set(out.data_vars)
+        assert back["touches_edge"].dtype == np.int8
+
+
+def test_round_trip_through_netcdf(tmp_path):
+    maps = np.stack([ellipse((40, 40), 20, 20, 16, 6, 30)])[:, None]
+    prob = prob_dataset(maps, frames=[3])
+    write_netcdf(prob, tmp_path / "probability.nc")
+    with xr.open_dataset(tmp_path / "probability.nc") as lazy:
+        out = locate(lazy)
+    write_netcdf(out, tmp_path / "particles.nc")
+    with xr.open_dataset(tmp_path / "particles.nc") as back:
+        xr.testing.assert_allclose(back.load(), out)
+
+
+# ------------------------------------------------------------------ scoring
+def test_match_is_optimal_and_respects_max_distance():
+    truth = pd.DataFrame({"frame": [0, 0, 1], "x": [0.0, 2.5, 5.0], "y": [0.0, 0.0, 5.0]})
+    # Greedy nearest-first would pair 10 with truth 0 (1.2 px) and leave 11 and truth 1
+    # 4.1 px apart, unmatched; the optimum matches both. Frame 1's detection is 4 px off.
+    detected = pd.DataFrame({"frame": [0, 0, 1, 2], "x": [1.2, -1.6, 9.0, 0.0], "y": [0.0, 0.0, 5.0, 0.0]},
+                            index=[10, 11, 12, 13])
+    m = match(detected, truth, max_distance=3.0)
+    pairs = m[(m.detected >= 0) & (m.truth >= 0)].sort_values("truth")
+    assert pairs[["detected", "truth"]].values.tolist() == [[11, 0], [10, 1]]
+    assert pairs.distance.tolist() == pytest.approx([1.6, 1.3])
+    assert sorted(m[m.truth < 0].detected) == [12, 13]
+    assert m[m.detected < 0].truth.tolist() == [2]
+
+
+def test_detection_scores_known_answers():
+    truth = pd.DataFrame({"frame": [0, 0, 0, 1], "x": [10.0, 16.0, 50.0, 10.0], "y": [10.0, 10.0, 50.0, 10.0],
+                          "angle": [0.1, np.pi + 0.2, -np.pi / 2, 1.0], "class": [1, 1, 2, 2],
+                          "touching": [True, True, False, False], "length": 8.0})
+    detected = pd.DataFrame({"frame": [0, 0, 1, 1], "x": [10.0, 50.0, 11.0, 30.0], "y": [10.0, 52.0, 10.0, 30.0],
+                             "orientation": [0.1 + np.radians(2), np.pi / 2, 1.0 - np.radians(4), 0.0],
+                             "class": [1, 2, 1, 2]})
+    s = detection_scores(detected, truth)
+    assert (s["n_detected"], s["n_truth"], s["n_matched"]) == (4, 4, 3)
+    assert s["precision"] == s["recall"] == 0.75
+    assert s["rmse"] == pytest.approx(np.sqrt((0 + 4 + 1) / 3))
+    assert s["orientation_error_deg"] == pytest.approx(2)   # errors 2, 0, 4
+    assert s["n_close"] == 2 and s["close_recall"] == 0.5   # 6 px apart < 1.2 * 8
+    assert s["touching_recall"] == 0.5
+    assert s["precision_class_1"] == 0.5 and s["recall_class_1"] == 0.5  # frame-1 match has the wrong class
+    assert s["precision_class_2"] == 0.5 and s["recall_class_2"] == 0.5
+
+
+def test_detection_scores_empty_and_explicit_neighbour_distance():
+    truth = pd.DataFrame({"frame": [0, 0], "x": [0.0, 5.0], "y": [0.0, 0.0]})
+    empty = pd.DataFrame({"frame": pd.Series(dtype=int), "x": pd.Series(dtype=float),
+                          "y": pd.Series(dtype=float)})
+    s = detection_scores(empty, truth, neighbour_distance=4)
+    assert s["recall"] == 0 and np.isnan(s["precision"]) and np.isnan(s["rmse"])
+    assert s["n_close"] == 0 and np.isnan(s["close_recall"])
+    assert close_neighbours(truth, 6).tolist() == [True, True]

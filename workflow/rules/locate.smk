@@ -1,0 +1,21 @@
+rule locate:
+    """Particles in the probability maps: centroid, size, orientation; touching ones split."""
+    input:
+        "results/{movie}/probability.nc",
+    output:
+        "results/{movie}/particles.nc",
+    params:
+        locate=config["locate"],
+        code=code("locate", "store"),
+    log:
+        "results/logs/{movie}/locate.log",
+    benchmark:
+        "results/benchmarks/{movie}/locate.tsv"
+    conda:
+        "../../envs/rotdyn.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    script:
+        "../scripts/locate.py"

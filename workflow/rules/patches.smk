@@ -1,0 +1,22 @@
+rule patches:
+    """A square window around every particle, from the probability map or the frames."""
+    input:
+        particles="results/{movie}/particles.nc",
+        images=patch_source,
+    output:
+        "results/{movie}/patches.nc",
+    params:
+        patches=config["patches"],
+        code=code("patches", "store"),
+    log:
+        "results/logs/{movie}/patches.log",
+    benchmark:
+        "results/benchmarks/{movie}/patches.tsv"
+    conda:
+        "../../envs/rotdyn.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    script:
+        "../scripts/patches.py"

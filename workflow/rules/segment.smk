@@ -1,0 +1,23 @@
+rule segment:
+    """Every frame through every ensemble member: probability mean and variance."""
+    input:
+        movie="results/{movie}/movie.nc",
+        members=member_paths(),
+    output:
+        "results/{movie}/probability.nc",
+    params:
+        batch_size=config["segment"]["batch_size"],
+        code=code("segment", "networks", "store"),
+    log:
+        "results/logs/{movie}/segment.log",
+    benchmark:
+        "results/benchmarks/{movie}/segment.tsv"
+    conda:
+        "../../envs/rotdyn.yaml"
+    threads: config["segment"]["threads"]
+    resources:
+        gpu=config["segment"]["gpu"],
+        mem_mb=8000,
+        runtime=120,
+    script:
+        "../scripts/segment.py"

@@ -1,0 +1,52 @@
+# The deep ensemble: one baseline trained to early stopping, then members
+# fine-tuned from it, each with its own seed, one job per member.
+
+
+rule train_baseline:
+    input:
+        training_set_path(),
+    output:
+        model="results/ensemble/baseline.pt",
+        history="results/ensemble/baseline_history.csv",
+    params:
+        train=train_params,
+        code=code("train", "networks", "augment", "store"),
+    log:
+        "results/logs/ensemble/baseline.log",
+    benchmark:
+        "results/benchmarks/ensemble/baseline.tsv"
+    conda:
+        "../../envs/rotdyn.yaml"
+    threads: config["train"]["threads"]
+    resources:
+        gpu=config["train"]["gpu"],
+        mem_mb=8000,
+        runtime=240,
+    script:
+        "../scripts/train_baseline.py"
+
+
+rule train_member:
+    input:
+        data=training_set_path(),
+        baseline="results/ensemble/baseline.pt",
+    output:
+        model="results/ensemble/member_{member}.pt",
+        history="results/ensemble/member_{member}_history.csv",
+    params:
+        train=train_params,
+        seed=lambda wildcards: int(wildcards.member),
+        code=code("train", "networks", "augment", "store"),
+    log:
+        "results/logs/ensemble/member_{member}.log",
+    benchmark:
+        "results/benchmarks/ensemble/member_{member}.tsv"
+    conda:
+        "../../envs/rotdyn.yaml"
+    threads: config["train"]["threads"]
+    resources:
+        gpu=config["train"]["gpu"],
+        mem_mb=8000,
+        runtime=120,
+    script:
+        "../scripts/train_member.py"
