@@ -115,8 +115,10 @@ def rods():
 
 
 def test_perfect_network_rods(rods):
+    # Smoothed masks leave only shallow valleys (saddles ~0.92) between touching rods:
+    # the fixed-threshold cores split them; the trained ensemble's deeper valleys suit "valley".
     prob = prob_dataset(smoothed_labels(rods.labels, [1], sigma=1.0))
-    found = locate(prob).to_dataframe()
+    found = locate(prob, split="probability").to_dataframe()
     scores = detection_scores(found, rods.truth)
     assert scores["precision"] >= 0.97 and scores["recall"] >= 0.97
     assert scores["rmse"] <= 0.5
@@ -141,6 +143,22 @@ def test_atoms_two_classes():
     for c in (1, 2):
         assert scores[f"precision_class_{c}"] >= 0.97
         assert scores[f"recall_class_{c}"] >= 0.97
+
+
+def test_valley_split_keeps_dented_rods_whole_and_splits_touching_ones():
+    shape = (48, 64)
+    dented = capsule(shape, 32, 24, 24, 6, 20)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    along = (xx - 32) * np.cos(np.radians(20)) - (yy - 24) * np.sin(np.radians(20))
+    dented = dented * (1 - 0.18 * np.exp(-(along**2) / 4))  # noise-like dip across the middle
+    assert len(one(dented)) == 1  # the dip (0.18 deep) is shallower than min_valley
+    assert len(one(dented, split="probability")) == 2  # cores above 0.9 cut it in two
+    pair = np.maximum(capsule(shape, 32, 21, 30, 7, 0), capsule(shape, 32, 27, 30, 7, 0))
+    pair = pair * (1 - 0.45 * np.exp(-((yy - 24) ** 2) / 2))  # touching, with the valley the network leaves
+    assert len(one(pair, split="none")) == 1
+    found = one(pair)
+    # (the valley lowers the inner weights, so the weighted centroids sit a little outwards)
+    assert len(found) == 2 and sorted(found.y) == pytest.approx([21, 27], abs=0.6)
 
 
 def test_distance_split_separates_overlapping_discs():
@@ -200,7 +218,9 @@ def test_bad_parameters():
     with pytest.raises(ValueError, match="split"):
         locate_frame(image, image, [1], split="magic")
     with pytest.raises(ValueError, match="marker_threshold"):
-        locate_frame(image, image, [1], threshold=0.6, marker_threshold=0.5)
+        locate_frame(image, image, [1], split="probability", threshold=0.6, marker_threshold=0.5)
+    with pytest.raises(ValueError, match="min_valley"):
+        locate_frame(image, image, [1], min_valley=1.5)
     with pytest.raises(ValueError, match="len"):
         locate_frame(image, image, [1, 2])
     with pytest.raises(TypeError, match="unknown"):
@@ -214,7 +234,7 @@ def test_locate_records_frames_attrs_and_parameters():
     assert out["frame"].values.tolist() == [7, 8, 9]
     assert np.allclose(out["x"].values, [20, 21, 22], atol=0.05)
     assert out.attrs["source"] == "movie.tif" and out.attrs["pixel_size_nm"] == 0.5
-    assert out.attrs["min_area"] == 5 and out.attrs["split"] == "probability"
+    assert out.attrs["min_area"] == 5 and out.attrs["split"] == "valley"
     assert out.attrs["max_area"] == "none"
     assert out["touches_edge"].dtype == np.int8
 

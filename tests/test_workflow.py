@@ -124,6 +124,21 @@ def test_demo_runs_through_patches_then_nothing_to_do(workflow):
     assert "Nothing to be done" in second.stdout + second.stderr
 
 
+def test_blank_and_nan_frames_finish_with_empty_tables(workflow):
+    frames = np.zeros((4, 32, 40), np.float32)
+    frames[1] = np.nan
+    frames[2] = 5.0
+    np.save(workflow / "resources" / "movies" / "blank.npy", frames)
+    snakemake(workflow, "--configfile", str(ROOT / "tests" / "tiny_config.yaml"))
+    results = workflow / "results" / "blank"
+    with xr.open_dataset(results / "particles.nc") as particles, xr.open_dataset(results / "patches.nc") as patches:
+        assert particles.sizes["particle"] == 0 and patches.sizes["particle"] == 0
+        assert set(particles.data_vars) >= {"x", "y", "orientation", "area", "class"}
+    for stage in ("ingest", "segment"):
+        log = (workflow / "results" / "logs" / "blank" / f"{stage}.log").read_text()
+        assert "WARNING" in log and "blank" in log and "[0, 1, 2, 3]" in log
+
+
 @pytest.mark.parametrize("override, key", [
     ("preprocess:\n  flaten: true\n", "flaten"),
     ("simulate:\n  rods:\n    pixel_size_nm: 1.0\n    frame_interval_s: 1.0\n    frames: many\n", "frames"),

@@ -209,6 +209,9 @@ def load_movie(path: str | os.PathLike, settings: dict) -> "xr.Dataset":
         first_frame=settings["first_frame"],
         last_frame=settings["last_frame"],
     )
+    if len(bad):
+        log.warning("%s: frames %s have no finite pixels or no contrast; passed through unchanged",
+                    path, (bad + settings["first_frame"]).tolist())
     pixel = settings.get("pixel_size_nm") or movie.pixel_size_nm
     interval = settings.get("frame_interval_s") or movie.frame_interval_s
     numbers = np.arange(len(frames)) + settings["first_frame"]

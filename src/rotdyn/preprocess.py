@@ -6,14 +6,11 @@ and are reported, so one bad frame never stops a movie.
 """
 from __future__ import annotations
 
-import logging
 import warnings
 
 import numpy as np
 from scipy import ndimage
 from skimage.registration import phase_cross_correlation
-
-log = logging.getLogger(__name__)
 
 NORMALIZE_METHODS = ("none", "percentile", "minmax", "zscore")
 
@@ -195,7 +192,4 @@ def preprocess(
         shifts = estimate_drift(frames, drift_reference)
         frames = apply_drift(frames, shifts)
     frames = normalize(frames, normalize_method)
-    bad = bad_frames(frames)
-    if len(bad):
-        log.warning("frames without usable pixels (passed through unchanged): %s", bad.tolist())
-    return frames, shifts, bad
+    return frames, shifts, bad_frames(frames)
