@@ -20,6 +20,7 @@ wildcard_constraints:
     kind="rods|atoms",
     member=r"\d+",
     set=MOVIE_NAME,
+    model=MOVIE_NAME,
 
 
 include: "workflow/rules/simulate.smk"
@@ -29,6 +30,12 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/segment.smk"
 include: "workflow/rules/locate.smk"
 include: "workflow/rules/patches.smk"
+include: "workflow/rules/rvae.smk"
+include: "workflow/rules/kde.smk"
+include: "workflow/rules/nmf.smk"
+include: "workflow/rules/link.smk"
+include: "workflow/rules/maps.smk"
+include: "workflow/rules/summary.smk"
 
 
 rule all:

@@ -10,10 +10,12 @@ def test_manifold_tiles_each_decoded_image_at_its_grid_point(tmp_path):
     for i in range(n2):
         for j in range(n1):
             images[i, j] = 10 * i + j
-    fig = figures.manifold(images, np.linspace(-2, 2, n1), np.linspace(-1, 1, n2))
-    tiled = fig.axes[0].get_images()[0].get_array()
+    fig = figures.manifold(images, np.linspace(-2, 2, n1), np.linspace(1, -1, n2))
+    shown = fig.axes[0].get_images()[0]
+    tiled = shown.get_array()
     assert tiled.shape == (n2 * s, n1 * s)
     assert tiled[2 * s + 1, 3 * s + 2] == 23  # block (row z2 index 2, column z1 index 3)
+    assert shown.origin == "upper" and shown.get_extent()[2:] == [-1.5, 1.5]  # top row = highest z2
     figures.save(fig, tmp_path / "m.png")
     assert (tmp_path / "m.png").read_bytes()[:4] == b"\x89PNG"
 

@@ -1,4 +1,5 @@
 """The real Snakemake on a temporary copy of the workflow."""
+import json
 import shutil
 import subprocess
 import sys
@@ -72,6 +73,11 @@ def test_dry_run_plans_one_ingest_per_movie(workflow):
     assert counts["ingest"] == 3 and counts["segment"] == 3 and counts["patches"] == 3
     # One ensemble for all movies: one baseline, one job per member.
     assert counts["train_baseline"] == 1 and counts["train_member"] == 3
+    # One rVAE per movie by default; one pooled over all movies when asked.
+    assert counts["fit_rvae"] == 3 and counts["encode"] == 3 and counts["summary"] == 3
+    (workflow / "pooled.yaml").write_text("rvae:\n  scope: pooled\n")
+    pooled = planned(snakemake(workflow, "-n", "--configfile", "pooled.yaml"))
+    assert pooled["fit_rvae"] == 1 and pooled["encode"] == 3
 
 
 def test_bad_movie_skipped_good_one_completes_then_nothing_to_do(workflow):
@@ -120,6 +126,20 @@ def test_demo_runs_through_patches_then_nothing_to_do(workflow):
         assert particles.sizes["particle"] > 0
         index = patches.particle_index.values
         np.testing.assert_array_equal(patches.frame.values, particles.frame.values[index])
+        patches_n = patches.sizes["particle"]
+    with xr.open_dataset(results / "demo_rods" / "latents.nc") as latents:
+        assert latents.sizes["particle"] == patches_n
+        assert np.all((latents.angle >= -np.pi) & (latents.angle < np.pi))
+    tracks = pd.read_csv(results / "demo_rods" / "tracks.csv")
+    assert {"frame", "x", "y", "particle", "angle", "z1", "z2"} <= set(tracks.columns)
+    summary = json.loads((results / "demo_rods" / "summary.json").read_text())
+    assert summary["frames"] == 6 and summary["particles"] == patches_n
+    assert summary["tracks"] == tracks.particle.nunique()
+    assert set(summary["transition_frame"]) == {"angle", "dx", "dy", "z1", "z2"}
+    figures = results / "demo_rods" / "figures"
+    for name in ("rvae_manifold.png", "latent_histograms.png", "angle_vs_latents.png", "rvae_history.png",
+                 "dynamics/angle.png", "tracks.png", "latent_angle.gif"):
+        assert (figures / name).stat().st_size > 1000, name
     second = snakemake(workflow, *tiny)
     assert "Nothing to be done" in second.stdout + second.stderr
 

@@ -20,15 +20,16 @@ def manifold(images: np.ndarray, z1: np.ndarray, z2: np.ndarray, cmap: str = "vi
 
     Parameters
     ----------
-    images : (n2, n1, S, S) decoded windows; row i is ``z2[i]``, column j is ``z1[j]``.
+    images : (n2, n1, S, S) decoded windows; ``images[i, j]`` is at ``z1[j]``, ``z2[i]``,
+        with ``z2`` running from high to low (top row first), as
+        :func:`rotdyn.rvae.latent_grid` returns them.
     z1, z2 : the grid values along each latent (for the axis labels).
     """
     n2, n1, s, _ = images.shape
     tiled = images.transpose(0, 2, 1, 3).reshape(n2 * s, n1 * s)
     fig, ax = plt.subplots(figsize=(6, 6))
-    # Row 0 is the lowest z2: draw it at the bottom, as a plot of (z1, z2).
-    ax.imshow(tiled, cmap=cmap, origin="lower",
-              extent=(z1[0] - _half_step(z1), z1[-1] + _half_step(z1), z2[0] - _half_step(z2), z2[-1] + _half_step(z2)))
+    h1, h2 = _half_step(z1), _half_step(z2)
+    ax.imshow(tiled, cmap=cmap, extent=(z1[0] - h1, z1[-1] + h1, min(z2) - abs(h2), max(z2) + abs(h2)))
     ax.set_xlabel("$z_1$")
     ax.set_ylabel("$z_2$")
     ax.set_title("latent manifold (angle 0, no offset)")
@@ -99,6 +100,14 @@ def training_history(history, train: str, test: str, title: str):
     return fig
 
 
+def empty(message: str):
+    """A figure that says why there is nothing to show."""
+    fig, ax = plt.subplots(figsize=(5, 2))
+    ax.text(0.5, 0.5, message, ha="center", va="center")
+    ax.set_axis_off()
+    return fig
+
+
 def save(fig, path) -> None:
     """Save a figure atomically (temporary name, then rename) and close it."""
     from .store import atomic_path
@@ -106,3 +115,113 @@ def save(fig, path) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
     plt.close(fig)
+
+
+def _latent_cmap(name: str) -> str:
+    """A cyclic colour map for the angle (so -180 and 180 deg look alike), else viridis."""
+    return "twilight" if name == "angle" else "viridis"
+
+
+def _in_units(name: str, values):
+    return np.degrees(values) if name == "angle" else values
+
+
+def latent_dynamics(kde, nmf, name: str):
+    """KDE(value, time) of one latent, its NMF weights and endmembers, the transition marked (Fig. 5).
+
+    ``kde`` and ``nmf`` are the ``kde.nc`` and ``nmf.nc`` datasets; ``name`` is
+    a latent variable (``angle``, ``dx``, ``dy``, ``z1``, ...).
+    """
+    density = kde[f"density_{name}"]
+    grid = _in_units(name, kde[f"{name}_grid"].values)
+    frames = kde["frame"].values
+    unit = " (deg)" if name == "angle" else ""
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    axes[0].pcolormesh(frames, grid, density.values.T, shading="auto", cmap="magma")
+    axes[0].set(xlabel="frame", ylabel=f"{name}{unit}", title=f"KDE of {name} per frame")
+    weights, endmembers = nmf[f"weights_{name}"], nmf[f"endmembers_{name}"]
+    for c in range(weights.sizes["component"]):
+        axes[1].plot(grid, weights.values[c], label=f"component {c + 1}")
+        axes[2].plot(endmembers["frame"].values, endmembers.values[c], label=f"component {c + 1}")
+    axes[1].set(xlabel=f"{name}{unit}", ylabel="NMF weight", title="weights over the latent value")
+    axes[2].set(xlabel="frame", ylabel="share of the density", title="endmembers over time")
+    frame = float(nmf[f"transition_frame_{name}"])
+    if np.isfinite(frame):
+        low, high = float(nmf[f"transition_low_{name}"]), float(nmf[f"transition_high_{name}"])
+        for ax in (axes[0], axes[2]):
+            ax.axvline(frame, color="white" if ax is axes[0] else "k", ls="--", lw=1)
+        axes[2].axvspan(low, high, color="0.8", zorder=0, label=f"transition {frame:.0f}")
+    for ax in axes[1:]:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def latent_map(image: np.ndarray, table, name: str, title: str = ""):
+    """One frame with each particle drawn at its position, coloured by a latent (Fig. 6a-c)."""
+    fig, ax = plt.subplots(figsize=(6, 6))
+    _draw_map(ax, image, table, name)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def _draw_map(ax, image, table, name):
+    ax.imshow(image, cmap="gray")
+    limits = (-180, 180) if name == "angle" else (None, None)
+    points = ax.scatter(table["x"], table["y"], c=_in_units(name, table[name].to_numpy()), s=30,
+                        cmap=_latent_cmap(name), vmin=limits[0], vmax=limits[1], edgecolors="k", linewidths=0.3)
+    ax.set_axis_off()
+    return points
+
+
+def latent_map_animation(frames, table, name: str, path, fps: int = 5) -> None:
+    """Animated GIF of the frames with the particles coloured by a latent.
+
+    ``frames`` is the ``frames`` DataArray of ``movie.nc`` (frame, y, x),
+    ``table`` one row per particle with ``frame``, ``x``, ``y`` and ``name``.
+    Written atomically.
+    """
+    from matplotlib.animation import FuncAnimation, PillowWriter
+
+    from .store import atomic_path
+
+    values = _in_units(name, table[name].to_numpy())
+    lo, hi = (-180, 180) if name == "angle" else (np.nanmin(values, initial=0), np.nanmax(values, initial=1))
+    fig, ax = plt.subplots(figsize=(5, 5))
+    image = ax.imshow(frames.isel(frame=0).values, cmap="gray")
+    points = ax.scatter([], [], c=[], s=25, cmap=_latent_cmap(name), vmin=lo, vmax=hi, edgecolors="k", linewidths=0.3)
+    ax.set_axis_off()
+    groups = dict(tuple(table.groupby("frame")))
+
+    def draw(i):
+        number = int(frames["frame"].values[i])
+        image.set_data(frames.isel(frame=i).values)
+        rows = groups.get(number)
+        points.set_offsets(np.empty((0, 2)) if rows is None else rows[["x", "y"]].to_numpy())
+        points.set_array(np.empty(0) if rows is None else _in_units(name, rows[name].to_numpy()))
+        ax.set_title(f"{name}, frame {number}")
+        return image, points
+
+    animation = FuncAnimation(fig, draw, frames=frames.sizes["frame"], blit=False)
+    with atomic_path(path) as tmp:
+        animation.save(tmp, writer=PillowWriter(fps=fps))
+    plt.close(fig)
+
+
+def track_latents(tracks, names=("angle", "z1"), longest: int = 5, unwrap: bool = True):
+    """Latents along the longest trajectories (Fig. 6d-e); the angle unwrapped along each track."""
+    lengths = tracks.groupby("particle").size().sort_values(ascending=False)
+    fig, axes = plt.subplots(1, len(names), figsize=(6 * len(names), 4), squeeze=False)
+    for particle in lengths.index[:longest]:
+        track = tracks[tracks.particle == particle].sort_values("frame")
+        for ax, name in zip(axes[0], names):
+            values = track[name].to_numpy()
+            if name == "angle" and unwrap:
+                values = np.unwrap(values)
+            ax.plot(track["frame"], _in_units(name, values), marker=".", label=f"track {particle}")
+    for ax, name in zip(axes[0], names):
+        ax.set(xlabel="frame", ylabel=f"{name} (deg, unwrapped)" if name == "angle" else name)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig

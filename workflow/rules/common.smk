@@ -83,5 +83,30 @@ def patch_source(wildcards):
     return f"results/{wildcards.movie}/{name}.nc"
 
 
+def rvae_model(wildcards):
+    """The rVAE that encodes this movie: its own, or the one pooled over all movies."""
+    name = "pooled" if config["rvae"]["scope"] == "pooled" else wildcards.movie
+    return f"results/rvae/{name}/model.pt"
+
+
+def rvae_training_patches(wildcards):
+    movies = sorted(MOVIES) if wildcards.model == "pooled" else [wildcards.model]
+    return expand("results/{movie}/patches.nc", movie=movies)
+
+
+def rvae_params(wildcards):
+    """rVAE settings that change the model (not where or how fast it runs)."""
+    return {key: value for key, value in config["rvae"].items()
+            if key not in ("scope", "gpu", "threads", "manifold_grid", "checkpoint_every")}
+
+
 def all_targets():
-    return expand("results/{movie}/patches.nc", movie=sorted(MOVIES))
+    return expand(
+        [
+            "results/{movie}/summary.json",
+            "results/{movie}/figures/rvae_manifold.png",
+            "results/{movie}/figures/dynamics",
+            "results/{movie}/figures/tracks.png",
+        ],
+        movie=sorted(MOVIES),
+    )

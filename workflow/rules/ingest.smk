@@ -10,7 +10,7 @@ rule ingest:
     log:
         "results/logs/{movie}/ingest.log",
     benchmark:
-        "results/benchmarks/{movie}/ingest.tsv"
+        "results/benchmarks/ingest/{movie}.tsv"
     conda:
         "../../envs/rotdyn.yaml"
     threads: 1

@@ -10,7 +10,7 @@ rule locate:
     log:
         "results/logs/{movie}/locate.log",
     benchmark:
-        "results/benchmarks/{movie}/locate.tsv"
+        "results/benchmarks/locate/{movie}.tsv"
     conda:
         "../../envs/rotdyn.yaml"
     threads: 1

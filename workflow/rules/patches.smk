@@ -11,7 +11,7 @@ rule patches:
     log:
         "results/logs/{movie}/patches.log",
     benchmark:
-        "results/benchmarks/{movie}/patches.tsv"
+        "results/benchmarks/patches/{movie}.tsv"
     conda:
         "../../envs/rotdyn.yaml"
     threads: 1

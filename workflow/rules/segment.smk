@@ -11,7 +11,7 @@ rule segment:
     log:
         "results/logs/{movie}/segment.log",
     benchmark:
-        "results/benchmarks/{movie}/segment.tsv"
+        "results/benchmarks/segment/{movie}.tsv"
     conda:
         "../../envs/rotdyn.yaml"
     threads: config["segment"]["threads"]

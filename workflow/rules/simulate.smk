@@ -9,7 +9,7 @@ rule simulate:
     log:
         "results/logs/simulated/{kind}.log",
     benchmark:
-        "results/benchmarks/simulated/{kind}.tsv"
+        "results/benchmarks/simulate/{kind}.tsv"
     conda:
         "../../envs/rotdyn.yaml"
     threads: 1

@@ -14,7 +14,7 @@ rule train_baseline:
     log:
         "results/logs/ensemble/baseline.log",
     benchmark:
-        "results/benchmarks/ensemble/baseline.tsv"
+        "results/benchmarks/train_baseline/baseline.tsv"
     conda:
         "../../envs/rotdyn.yaml"
     threads: config["train"]["threads"]
@@ -40,7 +40,7 @@ rule train_member:
     log:
         "results/logs/ensemble/member_{member}.log",
     benchmark:
-        "results/benchmarks/ensemble/member_{member}.tsv"
+        "results/benchmarks/train_member/{member}.tsv"
     conda:
         "../../envs/rotdyn.yaml"
     threads: config["train"]["threads"]

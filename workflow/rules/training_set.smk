@@ -11,7 +11,7 @@ rule training_set:
     log:
         "results/logs/training/{set}.log",
     benchmark:
-        "results/benchmarks/training/{set}.tsv"
+        "results/benchmarks/training_set/{set}.tsv"
     conda:
         "../../envs/rotdyn.yaml"
     threads: 1

@@ -1,0 +1,430 @@
+"""Training the rVAE, encoding windows into latents, and scoring latent angles.
+
+Loss convention: every ELBO reported here is the *negative* ELBO per image
+in nats (a positive loss, lower is better): ``-log p(x | latent) + KL``,
+one reparameterised sample per image. The history columns keep the names
+``train_elbo``/``test_elbo`` but hold this positive loss; ``train_elbo`` is
+the mean over the epoch's mini-batches (weights changing during the epoch),
+``test_elbo`` is computed after the epoch on the held-out windows with
+noise seeded by (seed, epoch), so it is reproducible.
+
+Speed notes (2-core AVX-512 Xeon without AMX, 24 x 24 windows): bfloat16 is
+slower than float32 there, so the CPU trains in float32
+(:func:`rotdyn.networks.autocast_dtype`); the decoder's large activations
+are kept in reused buffers (see :mod:`rotdyn.rvae`). For processes that
+allocate large arrays every step anyway, ``GLIBC_TUNABLES`` can keep glibc
+from mapping (and the kernel from zeroing) fresh memory for each of them;
+see ``benchmarks/rvae_speed.py`` for the measured effect.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+
+from .networks import autocast, autocast_dtype, num_threads, pick_device
+from .patches import window
+from .rvae import RVAE, plain
+from .store import atomic_path, provenance
+
+log = logging.getLogger(__name__)
+HISTORY_COLUMNS = ["epoch", "train_elbo", "test_elbo", "seconds"]
+
+
+# ------------------------------------------------------------------ helpers
+def _windows(patches) -> np.ndarray:
+    """``patches`` as a checked ``(N, S, S)`` float32 array."""
+    x = np.asarray(patches, dtype=np.float32)
+    if x.ndim != 3 or x.shape[1] != x.shape[2]:
+        raise ValueError(f"patches must be (N, S, S) square windows, got shape {x.shape}")
+    if x.shape[0] == 0:
+        raise ValueError("no windows to train the rVAE on: patches has 0 particles "
+                         "(no particles were found, or all windows were dropped at the frame edge)")
+    if not np.isfinite(x).all():
+        raise ValueError(f"patches contain {int((~np.isfinite(x)).sum())} non-finite values")
+    return x
+
+
+def split_train_test(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random ``(train, test)`` indices; at least one training window, test may be empty."""
+    if not 0 <= test_fraction < 1:
+        raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
+    perm = np.random.default_rng(seed).permutation(n)
+    n_test = min(int(round(test_fraction * n)), n - 1)
+    return np.sort(perm[n_test:]), np.sort(perm[:n_test])
+
+
+def _data_hash(x: np.ndarray) -> str:
+    return hashlib.sha1(np.ascontiguousarray(x).view(np.uint8)).hexdigest()[:16]
+
+
+def _mean_loss(model: RVAE, x: torch.Tensor, idx: torch.Tensor, batch_size: int,
+               generator: torch.Generator, amp_dtype) -> float:
+    """Mean -ELBO per image of windows ``idx`` (no gradients); NaN when ``idx`` is empty."""
+    if len(idx) == 0:
+        return math.nan
+    model.eval()
+    total = torch.zeros((), dtype=torch.float64, device=x.device)
+    with torch.no_grad():
+        for start in range(0, len(idx), batch_size):
+            with autocast(x.device, amp_dtype):
+                terms = model.negative_elbo(x[idx[start:start + batch_size]], generator=generator)
+            total += terms["loss"].double().sum()
+    return float(total) / len(idx)
+
+
+def _report(progress, row: dict, epochs: int) -> None:
+    eta = row["seconds"] * (epochs - row["epoch"])
+    log.info("rvae epoch %d/%d: -ELBO train %.3f, test %.3f nats/window; %.2f s (eta %.0f min)",
+             row["epoch"], epochs, row["train_elbo"], row["test_elbo"], row["seconds"], eta / 60)
+    if progress is not None:
+        progress(dict(row, epochs=epochs))
+
+
+# ---------------------------------------------------------------- training
+def fit(patches, *, latent_dim: int = 2, epochs: int = 3000, batch_size: int = 200, lr: float = 1e-4,
+        seed: int = 0, test_fraction: float = 0.25, device: str = "auto", threads: int | None = None,
+        checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 10,
+        progress: Callable[[dict], None] | None = None, amp: bool | str = "auto",
+        **model_options) -> tuple[RVAE, pd.DataFrame]:
+    """Train an :class:`~rotdyn.rvae.RVAE` on windows with Adam (paper 000: lr 1e-4, batch 200).
+
+    Parameters
+    ----------
+    patches : array ``(N, S, S)``
+        Windows (probability maps in [0, 1], or preprocessed frames).
+    latent_dim : int
+        Content latents besides angle and offsets.
+    epochs : int
+        Total epochs (a resumed fit counts the checkpoint's epochs).
+    batch_size, lr : int, float
+        Mini-batch size and Adam learning rate.
+    seed : int
+        Seeds the weights, the train/test split, the batch order and the
+        sampling noise: the same seed (and thread count) gives the same fit.
+    test_fraction : float
+        Held-out share for the test ELBO (paper 002: 75/25).
+    device : str
+        "auto" (CUDA when present), "cpu" or "cuda[:N]".
+    threads : int or None
+        Torch CPU threads during the fit (None: unchanged).
+    checkpoint : path or None
+        Save model, optimiser, epoch, history and RNG states here every
+        ``checkpoint_every`` epochs and at the end (atomically). If the file
+        exists and was written with the same data and settings, the fit
+        resumes from it and ends bit-identical to an uninterrupted one;
+        otherwise it starts afresh (logged).
+    progress : callable or None
+        Called with each epoch's history row (plus ``epochs``); every
+        epoch is also logged (INFO) -- the log is the progress bar.
+    amp : bool or "auto"
+        Autocast the matmuls to bfloat16/float16 on CUDA ("auto"); float32 on
+        the CPU unless True (bfloat16 is slower without AMX).
+    **model_options
+        Passed to :class:`~rotdyn.rvae.RVAE` (``hidden``, ``encoder``,
+        ``likelihood``, ``rotation_prior``, ``rotation_sd``, ...).
+
+    Returns
+    -------
+    model : RVAE
+        In eval mode, with ``training_info``.
+    history : DataFrame
+        ``epoch, train_elbo, test_elbo, seconds``; the ELBO columns hold
+        -ELBO per window in nats (see the module docstring).
+    """
+    x_np = _windows(patches)
+    epochs, batch_size, checkpoint_every = int(epochs), int(batch_size), int(checkpoint_every)
+    if epochs < 0 or batch_size < 1 or checkpoint_every < 1 or not lr > 0:
+        raise ValueError(f"need epochs >= 0, batch_size >= 1, checkpoint_every >= 1, lr > 0; got "
+                         f"{epochs}, {batch_size}, {checkpoint_every}, {lr}")
+    device = pick_device(device)
+    amp_dtype = autocast_dtype(device, amp) if (device.type == "cuda" or amp is True) else None
+    n, size = x_np.shape[0], x_np.shape[1]
+    train_idx, test_idx = split_train_test(n, test_fraction, seed)
+    settings = plain(dict(n=n, size=size, data=_data_hash(x_np), latent_dim=latent_dim,
+                           batch_size=batch_size, lr=lr, seed=seed, test_fraction=test_fraction,
+                           device=device.type, amp=str(amp_dtype), model=model_options))
+
+    with num_threads(threads):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = RVAE(size, latent_dim=latent_dim, **model_options).to(device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+        shuffle_gen = torch.Generator().manual_seed(seed + 1)
+        noise_gen = torch.Generator(device=device).manual_seed(seed + 2)
+        eval_gen = torch.Generator(device=device)
+        history = {name: [] for name in HISTORY_COLUMNS}
+        start = 0
+        state = _load_checkpoint(checkpoint, device)
+        if state is not None:
+            if state.get("settings") == settings and state["epoch"] <= epochs:
+                model.load_state_dict(state["model"])
+                optimizer.load_state_dict(state["optimizer"])
+                scaler.load_state_dict(state["scaler"])
+                shuffle_gen.set_state(state["rng"]["shuffle"].cpu())  # states are CPU byte tensors
+                noise_gen.set_state(state["rng"]["noise"].cpu())
+                history = {name: list(state["history"][name]) for name in HISTORY_COLUMNS}
+                start = int(state["epoch"])
+                log.info("rvae: resuming from %s at epoch %d", checkpoint, start)
+            else:
+                log.warning("rvae: checkpoint %s does not match this fit's data/settings "
+                            "(or has more epochs); starting afresh", checkpoint)
+
+        x = torch.as_tensor(x_np, device=device)
+        train_t = torch.as_tensor(train_idx, device=device)
+        test_t = torch.as_tensor(test_idx, device=device)
+        for epoch in range(start + 1, epochs + 1):
+            t0 = time.perf_counter()
+            model.train()
+            order = train_t[torch.randperm(len(train_t), generator=shuffle_gen).to(device)]
+            total = torch.zeros((), dtype=torch.float64, device=device)
+            for b in range(0, len(order), batch_size):
+                optimizer.zero_grad(set_to_none=True)
+                with autocast(device, amp_dtype):
+                    terms = model.negative_elbo(x[order[b:b + batch_size]], generator=noise_gen)
+                scaler.scale(terms["loss"].mean()).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                total += terms["loss"].detach().double().sum()
+            train_loss = float(total) / len(order)
+            if not math.isfinite(train_loss):
+                raise RuntimeError(f"rvae: non-finite ELBO at epoch {epoch}; try a lower lr (now {lr})")
+            eval_gen.manual_seed(seed + 1_000_003 * epoch)
+            test_loss = _mean_loss(model, x, test_t, 1000, eval_gen, amp_dtype)
+            row = dict(epoch=epoch, train_elbo=train_loss, test_elbo=test_loss,
+                       seconds=time.perf_counter() - t0)
+            for name in HISTORY_COLUMNS:
+                history[name].append(row[name])
+            _report(progress, row, epochs)
+            if checkpoint is not None and (epoch % checkpoint_every == 0 or epoch == epochs):
+                _save_checkpoint(checkpoint, model, optimizer, scaler, epoch, history, shuffle_gen, noise_gen,
+                                 settings)
+
+    history = pd.DataFrame(history, columns=HISTORY_COLUMNS).astype({"epoch": np.int64})
+    last = history.iloc[-1] if len(history) else None
+    model.training_info = plain(dict(
+        epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, test_fraction=test_fraction,
+        n_train=len(train_idx), n_test=len(test_idx), device=device.type, amp=str(amp_dtype),
+        final_train_elbo=None if last is None else last["train_elbo"],
+        final_test_elbo=None if last is None else last["test_elbo"],
+        noise_sd=None if model.noise_sd() is None else float(torch.as_tensor(model.noise_sd()).detach())))
+    return model.eval(), history
+
+
+def _load_checkpoint(path, device) -> dict | None:
+    """The checkpoint at ``path``, or None when there is none or it cannot be read (logged)."""
+    if path is None or not Path(path).exists():
+        return None
+    try:
+        return torch.load(Path(path), map_location=device, weights_only=True)
+    except Exception as exc:  # a foreign or damaged file: train afresh rather than fail
+        log.warning("rvae: cannot read checkpoint %s (%s); starting afresh", path, exc)
+        return None
+
+
+def _save_checkpoint(path, model, optimizer, scaler, epoch, history, shuffle_gen, noise_gen, settings):
+    state = {
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimizer": optimizer.state_dict(),
+        "scaler": scaler.state_dict(),
+        "epoch": int(epoch),
+        "history": plain(history),
+        "rng": {"shuffle": shuffle_gen.get_state(), "noise": noise_gen.get_state()},
+        "settings": settings,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+# ---------------------------------------------------------------- encoding
+def encode(model: RVAE, patches, batch_size: int = 1000) -> dict:
+    """Posterior means and sds of every window.
+
+    Returns
+    -------
+    dict of arrays
+        ``angle``, ``angle_sd`` (rad; angle wrapped to [-pi, pi)),
+        ``dx``, ``dy``, ``dx_sd``, ``dy_sd`` (latent units), ``dx_px``,
+        ``dy_px``, ``dx_px_sd``, ``dy_px_sd`` (pixels; +x right, +y down),
+        ``z``, ``z_sd`` ``(N, k)``. Offsets are 0 for a model without
+        translation.
+    """
+    x = np.asarray(patches, dtype=np.float32)
+    S, k = model.size, model.latent_dim
+    if x.ndim != 3 or x.shape[1:] != (S, S):
+        raise ValueError(f"patches must be (N, {S}, {S}) for this model, got shape {x.shape}")
+    device = next(model.parameters()).device
+    means, sds = [np.zeros((0, model.n_latent), np.float32)], [np.zeros((0, model.n_latent), np.float32)]
+    model.eval()
+    with torch.inference_mode():
+        for start in range(0, len(x), batch_size):
+            q = model.encode(torch.as_tensor(x[start:start + batch_size], device=device))
+            means.append(q["mean"].float().cpu().numpy())
+            sds.append(q["sd"].float().cpu().numpy())
+    mean, sd = np.concatenate(means), np.concatenate(sds)
+    angle = (mean[:, 0] + np.pi) % (2 * np.pi) - np.pi
+    out = {"angle": angle.astype(np.float32), "angle_sd": sd[:, 0]}
+    if model.n_shift:
+        dx, dy, dx_sd, dy_sd = mean[:, 1], mean[:, 2], sd[:, 1], sd[:, 2]
+    else:
+        dx = dy = dx_sd = dy_sd = np.zeros(len(x), np.float32)
+    out.update(dx=dx, dy=dy, dx_sd=dx_sd, dy_sd=dy_sd)
+    out["dx_px"], out["dy_px"] = model.offsets_px(dx, dy)
+    out["dx_px_sd"], out["dy_px_sd"] = model.offsets_px(dx_sd, dy_sd)
+    out["z"], out["z_sd"] = mean[:, 1 + model.n_shift:], sd[:, 1 + model.n_shift:]
+    return {key: np.asarray(value, np.float32).reshape((len(x), k) if key in ("z", "z_sd") else (len(x),))
+            for key, value in out.items()}
+
+
+def latents_dataset(encoded: dict, patches_ds: xr.Dataset, model: RVAE | None = None) -> xr.Dataset:
+    """The ``latents.nc`` contract from :func:`encode` output and ``patches.nc``.
+
+    Dimension ``particle`` in the order of ``patches_ds`` (``particle_index``
+    points back into particles.nc); variables ``angle``, ``angle_sd`` (rad),
+    ``dx``, ``dy``, ``dx_sd``, ``dy_sd`` (px, +x right, +y down),
+    ``z(particle, latent)``, ``z_sd``; ``frame, x, y, class`` (and
+    ``padded`` where present) copied. Attributes: those of ``patches_ds``
+    plus the model's settings (``rvae_*``) when ``model`` is given.
+    """
+    n = patches_ds.sizes.get("particle", 0)
+    z = np.asarray(encoded["z"], np.float32)
+    if len(encoded["angle"]) != n:
+        raise ValueError(f"encoded has {len(encoded['angle'])} windows, patches {n}")
+    k = z.shape[1] if z.ndim == 2 else (model.latent_dim if model is not None else 0)
+    z = z.reshape(n, k)
+    z_sd = np.asarray(encoded["z_sd"], np.float32).reshape(n, k)
+    index = patches_ds["particle_index"].values if "particle_index" in patches_ds else np.arange(n)
+    px = {"units": "px"}
+    data = {
+        "angle": ("particle", encoded["angle"],
+                  {"units": "rad", "long_name": "latent angle, counter-clockwise as displayed, + a constant"}),
+        "angle_sd": ("particle", encoded["angle_sd"], {"units": "rad"}),
+        "dx": ("particle", encoded["dx_px"], {**px, "long_name": "latent x offset, + right"}),
+        "dy": ("particle", encoded["dy_px"], {**px, "long_name": "latent y offset, + down (row)"}),
+        "dx_sd": ("particle", encoded["dx_px_sd"], px),
+        "dy_sd": ("particle", encoded["dy_px_sd"], px),
+        "z": (("particle", "latent"), z, {"long_name": "content latents L_1..L_k"}),
+        "z_sd": (("particle", "latent"), z_sd),
+        "particle_index": ("particle", np.asarray(index, np.int64)),
+    }
+    for name in ("frame", "x", "y", "class", "padded"):
+        if name in patches_ds:
+            data[name] = ("particle", patches_ds[name].values)
+    # the dataset gets its own provenance stamp
+    attrs = {k: v for k, v in patches_ds.attrs.items() if k not in ("created", "rotdyn_version")}
+    if model is not None:
+        attrs.update({f"rvae_{key}": value for key, value in
+                      {**model.config, **getattr(model, "training_info", {})}.items()})
+    coords = {"particle": patches_ds["particle"].values if "particle" in patches_ds.coords else np.arange(n),
+              "latent": np.arange(1, k + 1)}
+    return xr.Dataset(data, coords=coords, attrs=provenance(**attrs))
+
+
+# ---------------------------------------------------------------- scoring
+def _best_offset(r: np.ndarray, period: float) -> tuple[float, float]:
+    """Offset ``c`` minimising the median of ``|wrap_period(c - r)|``; returns (c, median)."""
+    def medians(cands):
+        out = np.empty(len(cands))
+        for i in range(0, len(cands), 64):  # chunks keep the (candidates, N) array small
+            d = (cands[i:i + 64, None] - r[None] + period / 2) % period - period / 2
+            out[i:i + 64] = np.median(np.abs(d), 1)
+        return out
+
+    step = period / 720
+    cands = np.arange(720) * step
+    best = cands[np.argmin(medians(cands))]
+    fine = best + np.linspace(-step, step, 201)
+    m = medians(fine)
+    i = int(np.argmin(m))
+    return float(fine[i] % period), float(m[i])
+
+
+def angle_accuracy(latent_angle, true_angle) -> dict:
+    """How well latent angles recover true orientations, up to one offset and a sign.
+
+    Finds ``s`` in {+1, -1} and ``c`` minimising the median circular
+    ``|s * latent + c - true|``, over the full circle and modulo 180 deg
+    (axis only, for head-tail symmetric particles). Non-finite pairs are
+    left out.
+
+    Returns
+    -------
+    dict
+        ``median_error_deg``, ``sign``, ``offset_deg`` (full circle);
+        ``median_axis_error_deg``, ``axis_sign``, ``axis_offset_deg``
+        (modulo 180); ``flipped_fraction`` (share of windows more than 90 deg
+        off on the full circle with the full-circle fit, i.e. head and tail
+        swapped); ``n``.
+    """
+    a, t = np.asarray(latent_angle, np.float64).ravel(), np.asarray(true_angle, np.float64).ravel()
+    if a.shape != t.shape:
+        raise ValueError(f"latent_angle and true_angle differ in length: {a.shape} vs {t.shape}")
+    ok = np.isfinite(a) & np.isfinite(t)
+    a, t = a[ok], t[ok]
+    out = {"n": int(len(a))}
+    if len(a) == 0:
+        nan = math.nan
+        return dict(out, median_error_deg=nan, sign=1, offset_deg=nan, median_axis_error_deg=nan,
+                    axis_sign=1, axis_offset_deg=nan, flipped_fraction=nan)
+    for key, period in (("", 2 * np.pi), ("axis_", np.pi)):
+        fits = []
+        for s in (1, -1):
+            c, med = _best_offset((t - s * a) % period, period)
+            fits.append((med, s, c))
+        med, s, c = min(fits)
+        out[f"median_{key}error_deg"] = math.degrees(med)
+        out[f"{key}sign"] = s
+        out[f"{key}offset_deg"] = math.degrees(c)
+    err = np.abs((out["sign"] * a + math.radians(out["offset_deg"]) - t + np.pi) % (2 * np.pi) - np.pi)
+    out["flipped_fraction"] = float(np.mean(err > np.pi / 2))
+    return out
+
+
+def simulated_windows(sim, source: str = "labels", size: int = 24, smooth: float = 1.0):
+    """Windows cut around the TRUE particle positions of a simulation (for acceptance checks).
+
+    Parameters
+    ----------
+    sim : rotdyn.simulate.Simulation
+    source : {"labels", "frames"}
+        "labels": the clean masks ``labels == 1`` smoothed with a Gaussian of
+        sd ``smooth`` px (a stand-in for a probability map, head-tail
+        symmetric); "frames": the movie after AFM flattening and percentile
+        normalisation (keeps the head knob).
+    size : int
+        Window side, px, centred as in :mod:`rotdyn.patches`.
+
+    Returns
+    -------
+    windows : ndarray ``(N, size, size)`` float32
+    truth : DataFrame
+        The simulation's truth rows, in window order.
+    """
+    from scipy import ndimage
+
+    from .preprocess import preprocess
+
+    if source == "labels":
+        images = np.stack([ndimage.gaussian_filter((lab == 1).astype(np.float32), smooth)
+                           for lab in sim.labels]) if smooth > 0 else (sim.labels == 1).astype(np.float32)
+    elif source == "frames":
+        images = preprocess(sim.frames, flatten_afm=True)[0]
+    else:
+        raise ValueError(f"source must be 'labels' or 'frames', got {source!r}")
+    truth = sim.truth.reset_index(drop=True)
+    rows = np.floor(truth["y"].to_numpy() + 0.5).astype(int)
+    cols = np.floor(truth["x"].to_numpy() + 0.5).astype(int)
+    windows = np.stack([window(images[f], r, c, size)[0]
+                        for f, r, c in zip(truth["frame"].to_numpy(), rows, cols)]) if len(truth) \
+        else np.zeros((0, size, size), np.float32)
+    return windows.astype(np.float32), truth

@@ -1,0 +1,45 @@
+"""The numbers a user wants first about one analysed movie (``summary.json``)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from . import __version__
+
+
+def _number(value):
+    """JSON-friendly: NaN becomes None, numpy scalars plain Python."""
+    value = value.item() if hasattr(value, "item") else value
+    return None if isinstance(value, float) and not np.isfinite(value) else value
+
+
+def movie_summary(movie: xr.Dataset, latents: xr.Dataset, nmf: xr.Dataset, tracks: pd.DataFrame,
+                  settings: dict) -> dict:
+    """Frames, particles per frame, tracks, transition frame per latent, settings.
+
+    Parameters
+    ----------
+    movie, latents, nmf : the ``movie.nc``, ``latents.nc`` and ``nmf.nc`` datasets.
+    tracks : ``track_summary.csv`` (one row per track, with ``length``).
+    settings : the model settings to record (config sections).
+    """
+    frames = movie["frame"].values
+    per_frame = pd.Series(latents["frame"].values).value_counts().reindex(frames, fill_value=0)
+    names = [str(n)[len("transition_frame_"):] for n in nmf.data_vars if str(n).startswith("transition_frame_")]
+    return {
+        "movie": movie.attrs.get("source"),
+        "frames": int(len(frames)),
+        "pixel_size_nm": _number(movie.attrs.get("pixel_size_nm")),
+        "frame_interval_s": _number(movie.attrs.get("frame_interval_s")),
+        "particles": int(latents.sizes.get("particle", 0)),
+        "particles_per_frame": {"mean": _number(float(per_frame.mean())) if len(per_frame) else 0,
+                                "min": int(per_frame.min()) if len(per_frame) else 0,
+                                "max": int(per_frame.max()) if len(per_frame) else 0},
+        "tracks": int(len(tracks)),
+        "median_track_length": _number(float(tracks["length"].median())) if len(tracks) else None,
+        "transition_frame": {n: _number(float(nmf[f"transition_frame_{n}"])) for n in names},
+        "transition_uncertainty": {n: _number(float(nmf[f"transition_uncertainty_{n}"])) for n in names},
+        "settings": settings,
+        "rotdyn_version": __version__,
+    }

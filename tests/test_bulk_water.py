@@ -1,0 +1,22 @@
+"""Real colloid video (../shared/data/bulk_water, when present): our linking equals trackpy's."""
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from rotdyn.ingest import read_movie
+
+ROOT = Path(__file__).resolve().parents[1]
+FRAMES = ROOT.parent / "shared" / "data" / "bulk_water" / "frames"
+
+
+@pytest.mark.skipif(not FRAMES.is_dir(), reason=f"real colloid video not present at {FRAMES}")
+def test_links_agree_with_trackpy_on_real_colloids():
+    spec = importlib.util.spec_from_file_location("bulk_water", ROOT / "benchmarks" / "bulk_water.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    frames = read_movie(FRAMES).frames[:20]
+    result = bench.compare(frames)
+    assert result["detections"] > 20 * 100 and result["tracks"] > 100
+    assert result["agreement"] >= 0.99
+    assert result["median_length"] >= 5

@@ -1,0 +1,26 @@
+rule summary:
+    """The numbers a user wants first: frames, particles per frame, tracks, transitions, settings."""
+    input:
+        movie="results/{movie}/movie.nc",
+        latents="results/{movie}/latents.nc",
+        nmf="results/{movie}/nmf.nc",
+        tracks="results/{movie}/track_summary.csv",
+    output:
+        report("results/{movie}/summary.json", caption="../report/summary.rst", category="Summary",
+               subcategory="{movie}"),
+    params:
+        settings=lambda wildcards: {"train": config["train"], "rvae": config["rvae"], "locate": config["locate"],
+                                    "kde": config["kde"], "nmf": config["nmf"], "link": config["link"]},
+        code=code("summary"),
+    log:
+        "results/logs/{movie}/summary.log",
+    benchmark:
+        "results/benchmarks/summary/{movie}.tsv"
+    conda:
+        "../../envs/rotdyn.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/summary.py"
