@@ -142,6 +142,9 @@ def test_demo_runs_through_patches_then_nothing_to_do(workflow):
         assert (figures / name).stat().st_size > 1000, name
     second = snakemake(workflow, *tiny)
     assert "Nothing to be done" in second.stdout + second.stderr
+    snakemake(workflow, *tiny, "--report", "report.html")
+    report = (workflow / "report.html").read_text(errors="replace")
+    assert "Latent manifold of the rotationally invariant VAE" in report and "summary.json" in report
 
 
 def test_blank_and_nan_frames_finish_with_empty_tables(workflow):
