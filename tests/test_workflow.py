@@ -1,58 +1,12 @@
 """The real Snakemake on a temporary copy of the workflow."""
 import json
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
 
-ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-PARTS = ["Snakefile", "workflow", "config", "profiles", "envs", "src"]
-
-
-def copy_workflow(dest: Path) -> Path:
-    """A fresh copy of the workflow (no results) with an empty movies folder."""
-    dest.mkdir(parents=True)
-    for part in PARTS:
-        src = ROOT / part
-        if src.is_dir():
-            shutil.copytree(src, dest / part, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        else:
-            shutil.copy(src, dest / part)
-    (dest / "resources" / "movies").mkdir(parents=True)
-    return dest
-
-
-def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([*SNAKEMAKE, "--cores", "2", *args], cwd=workdir,
-                            capture_output=True, text=True, timeout=900)
-    if check and result.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
-    return result
-
-
-def planned(result: subprocess.CompletedProcess) -> dict[str, int]:
-    """{rule: job count} from a dry run's job-stats table."""
-    counts, in_table = {}, False
-    for line in result.stdout.splitlines():
-        if line.startswith("job ") and "count" in line:
-            in_table = True
-        elif in_table:
-            parts = line.split()
-            if not parts or parts[0] == "total":
-                break
-            if parts[-1].isdigit():
-                counts[parts[0]] = int(parts[-1])
-    return counts
-
-
-def movie(n=4, shape=(24, 32), seed=0):
-    return np.random.default_rng(seed).random((n, *shape)).astype(np.float32)
+from workflow_helpers import ROOT, copy_workflow, movie, planned, snakemake
 
 
 @pytest.fixture

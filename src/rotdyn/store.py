@@ -12,7 +12,6 @@ import hashlib
 import importlib.util
 import datetime as _dt
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -26,13 +25,15 @@ def atomic_path(path: str | os.PathLike):
     """Yield a temporary path beside ``path``; rename it to ``path`` on success.
 
     On any exception the temporary file is removed and ``path`` is untouched.
+    The temporary name is fixed (``.<name>.part<suffix>``), so the leftover of
+    a job killed outright is overwritten, then renamed away, by its rerun
+    (Snakemake never runs two jobs for one output at once).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Keep the suffix: some writers (Pillow, matplotlib) choose the format by it.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".part{path.suffix}", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
+    tmp = path.with_name(f".{path.name}.part{path.suffix}")
+    tmp.unlink(missing_ok=True)
     try:
         yield tmp
         os.replace(tmp, path)

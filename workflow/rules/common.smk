@@ -12,6 +12,7 @@ from snakemake.utils import validate
 # where rotdyn is not installed, as in a --sdm conda environment.
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
+from rotdyn.locks import recover_stale_lock, record_owner
 from rotdyn.movies import MOVIE_NAME, discover, movie_settings, read_sample_sheet
 from rotdyn.store import source_hash
 
@@ -35,6 +36,10 @@ DEMO = f"demo_{config['demo']}"
 MOVIES = dict(FOUND.movies) or {DEMO: f"results/simulated/{config['demo']}/movie.nc"}
 
 if workflow.is_main_process:
+    # A run killed outright leaves its lock; the next one takes it over (rotdyn.locks).
+    if (stale := recover_stale_lock()):
+        logger.warning(f"rotdyn: {stale}")
+    record_owner()
     for path, reason in FOUND.skipped.items():
         logger.warning(f"rotdyn: skipping {path}: {reason}")
     for name in sorted(set(SHEET) - set(MOVIES)):

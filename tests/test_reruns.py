@@ -1,0 +1,170 @@
+"""Incremental reruns and crash safety, with the real Snakemake on a finished two-movie run.
+
+Each test works on its own copy of the run (tests/conftest.py). What a rerun
+would do is read off Snakemake's own dry run; adding a movie and the crash
+tests run for real.
+"""
+import os
+import re
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from workflow_helpers import SNAKEMAKE, TINY, rods_movie, snakemake
+
+PER_MOVIE = {"ingest", "segment", "locate", "patches", "fit_rvae", "encode", "rvae_figures",
+             "kde", "nmf", "dynamics_figures", "link", "maps", "summary"}
+AFTER_RVAE = {"fit_rvae", "encode", "rvae_figures", "kde", "nmf", "dynamics_figures", "link", "maps", "summary"}
+
+
+def jobs(result) -> list[tuple[str, str]]:
+    """(rule, wildcards) of every job a run or dry run lists."""
+    found, rule = [], None
+    for line in (result.stdout + result.stderr).splitlines():
+        if m := re.match(r"^(?:local)?rule (\w+):$", line):
+            rule = m.group(1)
+            found.append((rule, ""))
+        elif rule and (m := re.match(r"^\s+wildcards: (.*)$", line)):
+            found[-1] = (rule, m.group(1))
+    return found
+
+
+def dry_run(workflow, *args):
+    """Snakemake's plan; ``args`` may hold a --configfile of their own (see :func:`config`)."""
+    return snakemake(workflow, "-n", *(() if "--configfile" in args else TINY), *args)
+
+
+def config(workflow, text: str) -> list[str]:
+    """--configfile arguments for the tiny settings plus ``text`` (one flag: a second would replace the first)."""
+    (workflow / "extra.yaml").write_text(text)
+    return [*TINY, "extra.yaml"]
+
+
+def mtimes(workflow, pattern: str) -> dict:
+    return {p: p.stat().st_mtime_ns for p in (workflow / "results").glob(pattern)}
+
+
+def test_second_run_has_nothing_to_do(two_movies_run):
+    assert "Nothing to be done" in (r := dry_run(two_movies_run)).stdout + r.stderr
+
+
+def test_adding_a_movie_runs_only_its_chain(finished_run):
+    ensemble, others = mtimes(finished_run, "ensemble/*.pt"), mtimes(finished_run, "rods[01]/*")
+    rods_movie(finished_run / "resources" / "movies" / "rods2.npy", seed=12)
+    result = snakemake(finished_run, *TINY)
+    ran = jobs(result)
+    assert {rule for rule, _ in ran} == PER_MOVIE | {"all"}
+    assert all(w == "movie=rods2" or w == "model=rods2" for rule, w in ran if rule != "all")
+    assert mtimes(finished_run, "ensemble/*.pt") == ensemble  # not retrained
+    assert mtimes(finished_run, "rods[01]/*") == others
+    with xr.open_dataset(finished_run / "results" / "rods2" / "particles.nc") as particles:
+        assert particles.sizes["particle"] > 0
+
+
+def test_touching_one_movie_reruns_only_its_chain(finished_run):
+    os.utime(finished_run / "resources" / "movies" / "rods0.npy")
+    # Files under --max-checksum-file-size (1 MB) are compared by checksum: a
+    # touch alone changes nothing. Real movies are larger; this one is made to count as such.
+    assert "Nothing to be done" in (r := dry_run(finished_run)).stdout + r.stderr
+    ran = jobs(dry_run(finished_run, "--max-checksum-file-size", "1000"))
+    assert {rule for rule, _ in ran} == PER_MOVIE | {"all"}
+    assert {w for rule, w in ran if rule != "all"} == {"movie=rods0", "model=rods0"}
+    # New content (a re-exported movie) reruns its chain whatever its size.
+    rods_movie(finished_run / "resources" / "movies" / "rods1.npy", seed=21)
+    assert {w for rule, w in jobs(dry_run(finished_run)) if rule != "all"} == {"movie=rods1", "model=rods1"}
+
+
+def test_an_rvae_parameter_reruns_the_rvae_and_what_follows_only(finished_run):
+    ran = jobs(dry_run(finished_run, *config(finished_run, "rvae:\n  epochs: 4\n  threads: 1\n")))
+    assert {rule for rule, _ in ran} == AFTER_RVAE | {"all"}
+    assert planned_count(ran, "fit_rvae") == 2
+
+
+def test_raising_the_ensemble_size_trains_only_the_new_member(finished_run):
+    extra = config(finished_run, "train:\n  width: 8\n  max_epochs: 3\n  patience: 2\n  members: 3\n"
+                                 "  member_epochs: 1\n  threads: 1\n")
+    ran = jobs(dry_run(finished_run, *extra))
+    assert [w for rule, w in ran if rule.startswith("train")] == ["member=2"]
+    assert {rule for rule, _ in ran} == (PER_MOVIE - {"ingest"}) | {"train_member", "all"}
+
+
+def test_a_change_in_the_science_reruns_the_stages_that_use_it(finished_run):
+    with open(finished_run / "src" / "rotdyn" / "kde.py", "a") as fh:
+        fh.write("\n# a change in the density estimate\n")
+    assert {rule for rule, _ in jobs(dry_run(finished_run))} == {"kde", "nmf", "dynamics_figures", "summary", "all"}
+    with open(finished_run / "src" / "rotdyn" / "networks.py", "a") as fh:
+        fh.write("\n# a change in the segmentation network\n")
+    ran = {rule for rule, _ in jobs(dry_run(finished_run))}
+    assert {"train_baseline", "train_member", "segment"} <= ran and "ingest" not in ran
+
+
+def planned_count(ran, rule):
+    return sum(r == rule for r, _ in ran)
+
+
+# ------------------------------------------------------------------ crashes
+def start(workflow, *args) -> subprocess.Popen:
+    """Snakemake in a session of its own, so that one signal reaches it and every job."""
+    args = args or tuple(TINY)
+    return subprocess.Popen([*SNAKEMAKE, "--cores", "2", *args], cwd=workflow, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def kill_when(proc: subprocess.Popen, ready, timeout: float = 300) -> None:
+    """SIGKILL the run's whole process group (a power cut) as soon as ``ready()`` holds."""
+    deadline = time.time() + timeout
+    while not ready():
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            raise AssertionError(f"the moment to kill never came:\n{proc.communicate()[0]}")
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def test_killed_while_writing_a_netcdf_recovers_and_never_reads_the_half(finished_run):
+    rods_movie(finished_run / "resources" / "movies" / "rods0.npy", seed=20)
+    results = finished_run / "results" / "rods0"
+    part = results / ".probability.nc.part.nc"
+    proc = start(finished_run)
+    kill_when(proc, lambda: part.exists() and part.stat().st_size > 0)
+    assert (finished_run / ".snakemake" / "locks").glob("*.lock"), "a killed run leaves its lock"
+    # The half-written file never took the final name; what came after it was not run on it.
+    assert not (results / "probability.nc").exists()
+    assert part.exists()
+
+    result = snakemake(finished_run, *TINY)  # no --unlock, no cleaning by hand
+    log = result.stdout + result.stderr
+    assert "removed the lock left by a run that was killed" in log
+    assert not part.exists() and not list(results.glob(".*.part*"))
+    with xr.open_dataset(results / "probability.nc") as prob:
+        assert prob["mean"].sizes["frame"] == 6 and np.isfinite(prob["mean"].values).all()
+    assert "Nothing to be done" in (r := dry_run(finished_run)).stdout + r.stderr
+
+
+def test_killed_in_the_middle_of_training_resumes_from_its_checkpoint(finished_run):
+    extra = config(finished_run, "rvae:\n  epochs: 40\n  checkpoint_every: 5\n  threads: 1\n")
+    log = finished_run / "results" / "logs" / "rvae" / "rods0.log"
+
+    def mid_training():
+        text = log.read_text() if log.exists() else ""
+        done = [int(e) for e in re.findall(r"rvae epoch (\d+)/40", text)]
+        return bool(done) and max(done) >= 12
+
+    proc = start(finished_run, *extra)
+    kill_when(proc, mid_training)
+    model = finished_run / "results" / "rvae" / "rods0"
+    assert (model / "checkpoint.pt").exists()
+    assert not (model / "model.pt").exists(), "an interrupted fit must not leave a model"
+
+    snakemake(finished_run, *extra)
+    resumed = re.search(r"resuming from \S+ at epoch (\d+)", log.read_text())
+    assert resumed and int(resumed.group(1)) >= 10
+    history = pd.read_csv(model / "history.csv")
+    assert history.epoch.tolist() == list(range(1, 41)) and np.isfinite(history.test_elbo).all()
+    assert not (model / "checkpoint.pt").exists()
+    assert "Nothing to be done" in (r := dry_run(finished_run, *extra)).stdout + r.stderr
