@@ -14,23 +14,11 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from workflow_helpers import SNAKEMAKE, TINY, rods_movie, snakemake
+from workflow_helpers import SNAKEMAKE, TINY, jobs, rods_movie, snakemake
 
 PER_MOVIE = {"ingest", "segment", "locate", "patches", "fit_rvae", "encode", "rvae_figures",
              "kde", "nmf", "dynamics_figures", "link", "maps", "summary"}
 AFTER_RVAE = {"fit_rvae", "encode", "rvae_figures", "kde", "nmf", "dynamics_figures", "link", "maps", "summary"}
-
-
-def jobs(result) -> list[tuple[str, str]]:
-    """(rule, wildcards) of every job a run or dry run lists."""
-    found, rule = [], None
-    for line in (result.stdout + result.stderr).splitlines():
-        if m := re.match(r"^(?:local)?rule (\w+):$", line):
-            rule = m.group(1)
-            found.append((rule, ""))
-        elif rule and (m := re.match(r"^\s+wildcards: (.*)$", line)):
-            found[-1] = (rule, m.group(1))
-    return found
 
 
 def dry_run(workflow, *args):
