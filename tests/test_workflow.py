@@ -1,5 +1,6 @@
 """The real Snakemake on a temporary copy of the workflow."""
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -133,3 +134,14 @@ def test_schema_rejects_bad_config_naming_the_key(workflow, override, key):
 def test_lint_is_clean(workflow):
     result = snakemake(workflow, "--lint", check=False)
     assert "Congratulations, your workflow is in a good condition" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("profile", ["local", "slurm"])
+def test_profiles_are_valid_and_keep_the_workflow_defaults(workflow, profile):
+    np.save(workflow / "resources" / "movies" / "alpha.npy", movie())
+    result = snakemake(workflow, "-n", "--profile", f"profiles/{profile}", cores=None)
+    log = result.stdout + result.stderr
+    assert planned(result)["ingest"] == 1 and "profiles/default" in log
+    if profile == "slurm":  # partitions and GPUs as the profile asks
+        assert re.search(r"rule train_baseline:(?:\n.*)*?resources: .*slurm_partition=gpu.*gpu=1", log)
+        assert re.search(r"rule ingest:(?:\n.*)*?resources: .*slurm_partition=cpu", log)
