@@ -35,15 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from rule_times import rule_times  # noqa: E402
 
-
-def copy_workflow(dest: Path) -> None:
-    for part in ("Snakefile", "workflow", "config", "profiles", "envs", "src"):
-        src = ROOT / part
-        if src.is_dir():
-            shutil.copytree(src, dest / part, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        else:
-            shutil.copy(src, dest / part)
-    (dest / "resources" / "movies").mkdir(parents=True)
+sys.path.insert(0, str(ROOT / "tests"))
+from workflow_helpers import copy_workflow  # noqa: E402  (one copy of the workflow for tests and benchmarks)
 
 
 def angle_peaks(angles: np.ndarray, bins: int = 72, smooth_bins: float = 1.5, floor: float = 0.2) -> int:
@@ -76,7 +69,6 @@ def main() -> None:
     parser.add_argument("--configfile", type=Path)
     args = parser.parse_args()
     work = args.keep or Path(tempfile.mkdtemp(prefix="rotdyn-demo-"))
-    work.mkdir(parents=True, exist_ok=True)
     copy_workflow(work)
     command = [sys.executable, "-m", "snakemake", "--cores", "2"]
     if args.configfile:

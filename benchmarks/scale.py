@@ -88,7 +88,6 @@ def disk_mb(folder: Path) -> float:
 
 def run(count: int, base: Path, extra: list[str]) -> dict:
     workflow = base / f"movies_{count}"
-    workflow.mkdir(parents=True)
     copy_workflow(workflow)
     add_movies(workflow, count)
     start = time.perf_counter()

@@ -120,7 +120,7 @@ def test_killed_while_writing_a_netcdf_recovers_and_never_reads_the_half(finishe
     part = results / ".probability.nc.part.nc"
     proc = start(finished_run)
     kill_when(proc, lambda: part.exists() and part.stat().st_size > 0)
-    assert (finished_run / ".snakemake" / "locks").glob("*.lock"), "a killed run leaves its lock"
+    assert list((finished_run / ".snakemake" / "locks").glob("*.lock")), "a killed run leaves its lock"
     # The half-written file never took the final name; what came after it was not run on it.
     assert not (results / "probability.nc").exists()
     assert part.exists()

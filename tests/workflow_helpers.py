@@ -19,7 +19,7 @@ TINY = ["--configfile", str(ROOT / "tests" / "tiny_config.yaml")]
 
 def copy_workflow(dest: Path) -> Path:
     """A fresh copy of the workflow (no results) with an empty movies folder."""
-    dest.mkdir(parents=True)
+    dest.mkdir(parents=True, exist_ok=True)
     for part in PARTS:
         src = ROOT / part
         if src.is_dir():
