@@ -188,3 +188,98 @@ def test_invalid_options(kwargs):
     args = {"size": 12, **kwargs}
     with pytest.raises(ValueError):
         RVAE(**args)
+
+
+# ------------------------------------------------------------------ polarity
+@pytest.mark.parametrize("size", [24, 25])
+def test_aligned_undoes_the_decoders_angle_and_offsets(size):
+    model = _model(size=size, latent_dim=2)
+    torch.manual_seed(1)
+    latent = torch.cat([torch.rand(5, 1) * 2 * math.pi - math.pi, torch.randn(5, 4)], 1)
+    upright = latent.clone()
+    upright[:, :3] = 0  # angle 0, no offsets: the template frame
+    turned = upright.clone()
+    turned[:, 0] = math.pi
+    with torch.no_grad():
+        plus, minus = model.aligned(model.decode(latent), latent)
+        want_plus, want_minus = model.decoder_raw(upright), model.decoder_raw(turned)
+    inner = model.grid.norm(dim=1) < 0.6  # away from the border, where the window ends
+    scale = float(want_plus.max() - want_plus.min())
+    torch.testing.assert_close(plus[:, inner], want_plus[:, inner], rtol=0, atol=0.02 * scale)
+    torch.testing.assert_close(minus[:, inner], want_minus[:, inner], rtol=0, atol=0.02 * scale)
+
+
+def _headed_rods(n=300, size=24, seed=0):
+    """Rods (length 16, width 5) whose head end is 30 % brighter, at random angles and sub-pixel
+    positions; half have a brighter, head-less partner 6 px to a random side."""
+    rng = np.random.default_rng(seed)
+    angle = rng.uniform(-np.pi, np.pi, n)
+    shift = rng.uniform(-0.5, 0.5, (n, 2))  # px, (right, down)
+    yy, xx = np.mgrid[:size, :size] - size // 2
+    out = np.empty((n, size, size), np.float32)
+    for i in range(n):
+        x, y = xx - shift[i, 0], -(yy - shift[i, 1])  # display coordinates, y up
+        s = x * np.cos(angle[i]) + y * np.sin(angle[i])  # along the head direction
+        t = -x * np.sin(angle[i]) + y * np.cos(angle[i])
+        body = lambda t0: np.clip(3 - np.hypot(np.clip(np.abs(s) - 5.5, 0, None), t - t0), 0, 1)  # noqa: E731
+        out[i] = body(0) * (0.85 + 0.3 * np.clip(s / 16, -0.5, 0.5))
+        if i % 2:
+            out[i] = np.maximum(out[i], 1.2 * body(rng.choice([-6, 6])))
+    out += 0.1 * rng.standard_normal(out.shape).astype(np.float32)
+    return out, angle, shift
+
+
+def test_fit_polarity_tells_head_from_tail_despite_partners_and_offset_errors():
+    from rotdyn.fit_rvae import angle_accuracy
+
+    windows, angle, shift = _headed_rods()
+    model = _model(size=24, latent_dim=0)
+    rng = np.random.default_rng(1)
+    # an encoder with the axis right, the end chosen at random, and offsets off by up to 0.4 px
+    posterior = np.angle(np.exp(1j * (angle + np.pi * (rng.random(len(angle)) < 0.5))))
+    off = (shift + rng.uniform(-0.4, 0.4, shift.shape)) / (model.config["dx_scale"] * 23 / 2)
+    latent = torch.as_tensor(np.column_stack([posterior, off]), dtype=torch.float32)
+    model.encode = lambda x: {"mean": latent}
+    x = torch.as_tensor(windows)
+    assert not model.polarity_flip(x, latent).any()  # no reference yet: nothing turned
+    assert model.fit_polarity(x, batch_size=len(x)) == 1.0
+    resolved = model.resolve_polarity(x, latent)[:, 0].numpy()
+    acc = angle_accuracy(resolved, angle)
+    assert acc["flipped_fraction"] <= 0.02 and acc["median_error_deg"] < 0.1
+    # refitting keeps the reference's sign: the same ends, no jump of pi
+    ref = model.polarity_ref.clone()
+    assert model.fit_polarity(x, batch_size=len(x)) <= 0.02
+    assert torch.dot(model.polarity_ref, ref) > 0
+    # switched off: nothing turned even with a reference
+    model.config["polarity"] = False
+    assert not model.polarity_flip(x, latent).any()
+
+
+def test_training_loss_decodes_the_resolved_polarity():
+    model = _model(size=12, latent_dim=1)
+    x = torch.rand(16, 12, 12)
+    torch.manual_seed(4)
+    model.polarity_ref.copy_(torch.randn(144))
+    with torch.no_grad():
+        q = model.encode(x)
+        eps = torch.randn(q["mean"].shape, generator=torch.Generator().manual_seed(2))
+        latent = q["mean"] + q["sd"] * eps
+        flip = model.polarity_flip(x, latent)
+        assert 0 < int(flip.sum()) < len(x)  # some windows turned, some not
+        want = model.nll(x, model.decoder_raw(model.resolve_polarity(x, latent)))
+        got = model.negative_elbo(x, generator=torch.Generator().manual_seed(2))["nll"]
+    torch.testing.assert_close(got, want)
+
+
+def test_polarity_reference_is_saved_and_old_files_load(tmp_path):
+    model = _model(size=12)
+    model.polarity_ref.copy_(torch.linspace(-1, 1, 144))
+    save_rvae(model, tmp_path / "new.pt")
+    loaded, _ = load_rvae(tmp_path / "new.pt")
+    assert torch.equal(loaded.polarity_ref, model.polarity_ref)
+    blob = torch.load(tmp_path / "new.pt", weights_only=True)
+    del blob["state_dict"]["polarity_ref"]
+    del blob["config"]["polarity"]
+    torch.save(blob, tmp_path / "old.pt")  # as saved before polarity existed
+    old, meta = load_rvae(tmp_path / "old.pt")
+    assert not old.polarity_ref.any() and meta["config"] == blob["config"]

@@ -94,7 +94,7 @@ def _report(progress, row: dict, epochs: int) -> None:
 def fit(patches, *, latent_dim: int = 2, epochs: int = 3000, batch_size: int = 200, lr: float = 1e-4,
         seed: int = 0, test_fraction: float = 0.25, device: str = "auto", threads: int | None = None,
         checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 10,
-        progress: Callable[[dict], None] | None = None, amp: bool | str = "auto",
+        progress: Callable[[dict], None] | None = None, amp: bool | str = "auto", polarity_every: int = 5,
         **model_options) -> tuple[RVAE, pd.DataFrame]:
     """Train an :class:`~rotdyn.rvae.RVAE` on windows with Adam (paper 000: lr 1e-4, batch 200).
 
@@ -129,9 +129,14 @@ def fit(patches, *, latent_dim: int = 2, epochs: int = 3000, batch_size: int = 2
     amp : bool or "auto"
         Autocast the matmuls to bfloat16/float16 on CUDA ("auto"); float32 on
         the CPU unless True (bfloat16 is slower without AMX).
+    polarity_every : int
+        With the model option ``polarity`` (default on), refit the head-tail
+        reference on the training windows after every this many epochs
+        (:meth:`~rotdyn.rvae.RVAE.fit_polarity`; the first ones, while the
+        angle is still being learned, are soon replaced).
     **model_options
         Passed to :class:`~rotdyn.rvae.RVAE` (``hidden``, ``encoder``,
-        ``likelihood``, ``rotation_prior``, ``rotation_sd``, ...).
+        ``likelihood``, ``rotation_prior``, ``rotation_sd``, ``polarity``, ...).
 
     Returns
     -------
@@ -143,16 +148,18 @@ def fit(patches, *, latent_dim: int = 2, epochs: int = 3000, batch_size: int = 2
     """
     x_np = _windows(patches)
     epochs, batch_size, checkpoint_every = int(epochs), int(batch_size), int(checkpoint_every)
-    if epochs < 0 or batch_size < 1 or checkpoint_every < 1 or not lr > 0:
-        raise ValueError(f"need epochs >= 0, batch_size >= 1, checkpoint_every >= 1, lr > 0; got "
-                         f"{epochs}, {batch_size}, {checkpoint_every}, {lr}")
+    polarity_every = int(polarity_every)
+    if epochs < 0 or batch_size < 1 or checkpoint_every < 1 or polarity_every < 1 or not lr > 0:
+        raise ValueError(f"need epochs >= 0, batch_size >= 1, checkpoint_every >= 1, polarity_every >= 1, "
+                         f"lr > 0; got {epochs}, {batch_size}, {checkpoint_every}, {polarity_every}, {lr}")
     device = pick_device(device)
     amp_dtype = autocast_dtype(device, amp) if (device.type == "cuda" or amp is True) else None
     n, size = x_np.shape[0], x_np.shape[1]
     train_idx, test_idx = split_train_test(n, test_fraction, seed)
     settings = plain(dict(n=n, size=size, data=_data_hash(x_np), latent_dim=latent_dim,
                            batch_size=batch_size, lr=lr, seed=seed, test_fraction=test_fraction,
-                           device=device.type, amp=str(amp_dtype), model=model_options))
+                           device=device.type, amp=str(amp_dtype), polarity_every=polarity_every,
+                           model=model_options))
 
     with num_threads(threads):
         with torch.random.fork_rng(devices=[]):
@@ -199,6 +206,8 @@ def fit(patches, *, latent_dim: int = 2, epochs: int = 3000, batch_size: int = 2
             train_loss = float(total) / len(order)
             if not math.isfinite(train_loss):
                 raise RuntimeError(f"rvae: non-finite ELBO at epoch {epoch}; try a lower lr (now {lr})")
+            if model.config["polarity"] and epoch % polarity_every == 0:
+                _update_polarity(model, x[train_t], epoch)
             eval_gen.manual_seed(seed + 1_000_003 * epoch)
             test_loss = _mean_loss(model, x, test_t, 1000, eval_gen, amp_dtype)
             row = dict(epoch=epoch, train_elbo=train_loss, test_elbo=test_loss,
@@ -219,6 +228,13 @@ def fit(patches, *, latent_dim: int = 2, epochs: int = 3000, batch_size: int = 2
         final_test_elbo=None if last is None else last["test_elbo"],
         noise_sd=None if model.noise_sd() is None else float(torch.as_tensor(model.noise_sd()).detach())))
     return model.eval(), history
+
+
+def _update_polarity(model: RVAE, x: torch.Tensor, epoch: int) -> None:
+    model.eval()
+    changed = model.fit_polarity(x)
+    log.info("rvae: head-tail reference refitted after epoch %d; %.1f %% of the training windows turned by pi",
+             epoch, 100 * changed)
 
 
 def _load_checkpoint(path, device) -> dict | None:
@@ -268,7 +284,9 @@ def encode(model: RVAE, patches, batch_size: int = 1000) -> dict:
     model.eval()
     with torch.inference_mode():
         for start in range(0, len(x), batch_size):
-            q = model.encode(torch.as_tensor(x[start:start + batch_size], device=device))
+            batch = torch.as_tensor(x[start:start + batch_size], device=device)
+            q = model.encode(batch)
+            q["mean"] = model.resolve_polarity(batch, q["mean"])  # head vs tail (see rotdyn.rvae)
             means.append(q["mean"].float().cpu().numpy())
             sds.append(q["sd"].float().cpu().numpy())
     mean, sd = np.concatenate(means), np.concatenate(sds)
