@@ -23,11 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import xarray as xr
 
-from rotdyn.fit_rvae import angle_accuracy
+from rotdyn.fit_rvae import angle_accuracy, angle_peaks
 from rotdyn.link import link_scores
 from rotdyn.locate import detection_scores, match
 
@@ -37,16 +36,6 @@ from rule_times import rule_times  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "tests"))
 from workflow_helpers import copy_workflow  # noqa: E402  (one copy of the workflow for tests and benchmarks)
-
-
-def angle_peaks(angles: np.ndarray, bins: int = 72, smooth_bins: float = 1.5, floor: float = 0.2) -> int:
-    """Peaks of the circular angle histogram higher than ``floor`` times the tallest."""
-    from scipy.ndimage import gaussian_filter1d
-
-    counts, _ = np.histogram(angles, bins=bins, range=(-np.pi, np.pi))
-    smooth = gaussian_filter1d(counts.astype(float), smooth_bins, mode="wrap")
-    peak = (smooth > np.roll(smooth, 1)) & (smooth >= np.roll(smooth, -1)) & (smooth > floor * smooth.max())
-    return int(peak.sum())
 
 
 def matched_latents(results: Path, truth: pd.DataFrame) -> pd.DataFrame:

@@ -25,21 +25,16 @@ search off, as config/config.yaml advises for such windows).
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import yaml
 
-from rotdyn.fit_rvae import angle_accuracy, encode, fit, simulated_windows
+from rotdyn.fit_rvae import angle_accuracy, angle_peaks, encode, fit, simulated_windows
+from rotdyn.settings import rvae_fit_settings
 from rotdyn.simulate import simulate
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from demo import angle_peaks  # noqa: E402  (the demo's peak count, so the figures compare)
-
-NOT_FIT = ("scope", "gpu", "threads", "manifold_grid", "checkpoint_every")
 
 
 def score(sim, windows, truth, options: dict) -> dict:
@@ -72,7 +67,7 @@ def main() -> None:
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     rods = {k: v for k, v in config["simulate"]["rods"].items() if k not in ("pixel_size_nm", "frame_interval_s")}
     sim = simulate("rods", **rods)
-    options = {k: v for k, v in config["rvae"].items() if k not in NOT_FIT}
+    options = rvae_fit_settings(config["rvae"], "frames")
     size = config["patches"]["size"]
     print(f"rods movie: {rods['frames']} frames of {rods['size']} px, transition at frame "
           f"{sim.params['transition_frame']}; windows of {size} px at the true positions; rvae settings "

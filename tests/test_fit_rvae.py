@@ -10,9 +10,10 @@ import pytest
 import torch
 import xarray as xr
 
-from rotdyn.fit_rvae import (angle_accuracy, encode, fit, latents_dataset, simulated_windows,
+from rotdyn.fit_rvae import (angle_accuracy, angle_peaks, encode, fit, latents_dataset, simulated_windows,
                              split_train_test)
 from rotdyn.rvae import load_rvae, save_rvae
+from rotdyn.settings import rvae_fit_settings
 from rotdyn.simulate import simulate_rods
 from rotdyn.store import write_netcdf
 
@@ -173,11 +174,6 @@ def test_angle_accuracy():
 
 
 # ------------------------------------------------- acceptance (real training)
-@pytest.fixture(scope="module")
-def rods():
-    return simulate_rods(size=96, frames=10, count=14, noise=0.15, seed=0)
-
-
 def _turned(windows, degrees):
     """Windows turned counter-clockwise as displayed about the particle pixel (bilinear)."""
     from scipy import ndimage
@@ -200,10 +196,13 @@ def test_turned_helper_turns_counter_clockwise_about_the_particle_pixel():
 # share the cores with other jobs slow down ~7x, one thread only ~2x.
 # Smoothed masks are head-tail symmetric: the axis only, and no polarity search, which would pick ends
 # by noise (measured over seeds 0-2: turned windows then 15-22 deg off instead of 6-9).
-@pytest.mark.parametrize("source,likelihood,polarity", [("labels", "bernoulli", False), ("frames", "gaussian", True)])
-def test_latent_angle_recovers_rod_orientation(rods, source, likelihood, polarity, tmp_path):
+# The frames case has the transition (six orientation variants, then four) half way through.
+@pytest.mark.parametrize("source,likelihood,polarity,transition",
+                         [("labels", "bernoulli", False, 30), ("frames", "gaussian", True, 5)])
+def test_latent_angle_recovers_rod_orientation(source, likelihood, polarity, transition, tmp_path):
     """Frames keep the head knob: the full circle, with the polarity search."""
     full = polarity
+    rods = simulate_rods(size=96, frames=10, count=14, noise=0.15, seed=0, transition_frame=transition)
     windows, truth = simulated_windows(rods, source)
     assert len(windows) > 100
     model, history = fit(windows, epochs=150, lr=1e-3, batch_size=16, seed=0, threads=1, device="cpu",
@@ -217,6 +216,11 @@ def test_latent_angle_recovers_rod_orientation(rods, source, likelihood, polarit
     else:
         assert acc["median_axis_error_deg"] <= 15 and acc["axis_sign"] == 1
     assert enc["dx_px"].std() < 1 and enc["dy_px"].std() < 1
+    if full:  # the orientation variants: 3 lattice directions x 2 ends; one direction empties at the transition
+        before = truth["frame"].to_numpy() < transition
+        # 10-deg bins: 5-deg ones split the ~12 windows of a variant (the demo benchmark has 100 times more)
+        peaks = [angle_peaks(enc["angle"][when], bins=36) for when in (before, ~before)]
+        assert peaks == [6, 4]
     # windows turned 60 deg counter-clockwise (one lattice step: orientations seen in training) encode
     # 60 deg further on, head included on frames. 90 deg would test the MLP encoder's extrapolation to
     # unseen orientations: median 10-18 deg modulo 180 over seeds 0-2 without polarity, 15-24 with it
@@ -230,3 +234,11 @@ def test_latent_angle_recovers_rod_orientation(rods, source, likelihood, polarit
     again = encode(loaded, windows)
     for key in ("angle", "dx_px", "z"):
         np.testing.assert_array_equal(again[key], enc[key])
+
+
+def test_auto_rvae_settings_follow_the_window_source():
+    rvae = {"epochs": 3, "likelihood": "auto", "polarity": "auto", "gpu": 1, "threads": 2}
+    assert rvae_fit_settings(rvae, "frames") == {"epochs": 3, "likelihood": "gaussian", "polarity": True}
+    assert rvae_fit_settings(rvae, "probability") == {"epochs": 3, "likelihood": "bernoulli", "polarity": False}
+    explicit = rvae_fit_settings({**rvae, "likelihood": "gaussian", "polarity": True}, "probability")
+    assert (explicit["likelihood"], explicit["polarity"]) == ("gaussian", True)  # a spelled-out value wins

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 
+from rotdyn.rvae import load_rvae
 from workflow_helpers import ROOT, copy_workflow, movie, planned, snakemake
 
 
@@ -85,10 +86,13 @@ def test_demo_runs_through_patches_then_nothing_to_do(workflow):
     with xr.open_dataset(results / "demo_rods" / "latents.nc") as latents:
         assert latents.sizes["particle"] == patches_n
         assert np.all((latents.angle >= -np.pi) & (latents.angle < np.pi))
+    _, meta = load_rvae(results / "rvae" / "demo_rods" / "model.pt")
+    assert (meta["config"]["likelihood"], meta["config"]["polarity"]) == ("gaussian", True)  # auto, frames
     tracks = pd.read_csv(results / "demo_rods" / "tracks.csv")
     assert {"frame", "x", "y", "particle", "angle", "z1", "z2"} <= set(tracks.columns)
     summary = json.loads((results / "demo_rods" / "summary.json").read_text())
     assert summary["frames"] == 6 and summary["particles"] == patches_n
+    assert summary["settings"]["rvae"]["polarity"] is True and summary["settings"]["patches"]["source"] == "frames"
     assert summary["tracks"] == tracks.particle.nunique()
     assert set(summary["transition_frame"]) == {"angle", "dx", "dy", "z1", "z2"}
     figures = results / "demo_rods" / "figures"
@@ -107,7 +111,8 @@ def test_blank_and_nan_frames_finish_with_empty_tables(workflow):
     frames[1] = np.nan
     frames[2] = 5.0
     np.save(workflow / "resources" / "movies" / "blank.npy", frames)
-    snakemake(workflow, "--configfile", str(ROOT / "tests" / "tiny_config.yaml"))
+    (workflow / "probability_windows.yaml").write_text("patches:\n  source: probability\n")
+    snakemake(workflow, "--configfile", str(ROOT / "tests" / "tiny_config.yaml"), "probability_windows.yaml")
     results = workflow / "results" / "blank"
     with xr.open_dataset(results / "particles.nc") as particles, xr.open_dataset(results / "patches.nc") as patches:
         assert particles.sizes["particle"] == 0 and patches.sizes["particle"] == 0
@@ -115,12 +120,16 @@ def test_blank_and_nan_frames_finish_with_empty_tables(workflow):
     for stage in ("ingest", "segment"):
         log = (workflow / "results" / "logs" / "blank" / f"{stage}.log").read_text()
         assert "WARNING" in log and "blank" in log and "[0, 1, 2, 3]" in log
+    # nothing to train on: the untrained model still takes the "auto" settings of probability windows
+    _, meta = load_rvae(workflow / "results" / "rvae" / "blank" / "model.pt")
+    assert (meta["config"]["likelihood"], meta["config"]["polarity"]) == ("bernoulli", False)
 
 
 @pytest.mark.parametrize("override, key", [
     ("preprocess:\n  flaten: true\n", "flaten"),
     ("simulate:\n  rods:\n    pixel_size_nm: 1.0\n    frame_interval_s: 1.0\n    frames: many\n", "frames"),
     ("demo: cubes\n", "demo"),
+    ("rvae:\n  polarity: sometimes\n", "polarity"),
 ])
 def test_schema_rejects_bad_config_naming_the_key(workflow, override, key):
     (workflow / "bad.yaml").write_text(override)

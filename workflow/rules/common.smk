@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from rotdyn.locks import recover_stale_lock, record_owner
 from rotdyn.movies import MOVIE_NAME, discover, movie_settings, read_sample_sheet
+from rotdyn.settings import canonical, rvae_fit_settings
 from rotdyn.store import source_hash
 
 validate(config, "../../config/schema.yaml")
@@ -55,8 +56,13 @@ def movie_source(wildcards):
     return MOVIES[wildcards.movie]
 
 
+def section(name):
+    """``config[name]`` as a rule's params: keys sorted, so their order in config files reruns nothing."""
+    return canonical(config[name])
+
+
 def settings_for(wildcards):
-    return movie_settings(config["preprocess"], SHEET.get(wildcards.movie))
+    return canonical(movie_settings(config["preprocess"], SHEET.get(wildcards.movie)))
 
 
 def code(*modules):
@@ -76,7 +82,7 @@ def labels_folder(wildcards):
 
 def train_params(wildcards):
     """Training settings without the ensemble size: adding members keeps the others."""
-    return {key: value for key, value in config["train"].items() if key not in ("members", "gpu", "threads")}
+    return canonical({key: value for key, value in config["train"].items() if key not in ("members", "gpu", "threads")})
 
 
 def member_paths():
@@ -100,9 +106,15 @@ def rvae_training_patches(wildcards):
 
 
 def rvae_params(wildcards):
-    """rVAE settings that change the model (not where or how fast it runs)."""
-    return {key: value for key, value in config["rvae"].items()
-            if key not in ("scope", "gpu", "threads", "manifold_grid", "checkpoint_every")}
+    """rVAE settings that change the model (not where or how fast it runs), "auto" resolved."""
+    return rvae_fit_settings(config["rvae"], config["patches"]["source"])
+
+
+def run_settings(wildcards):
+    """The settings summary.json records, "auto" resolved: what ran."""
+    settings = {name: section(name) for name in ("kde", "link", "locate", "nmf", "patches", "rvae", "train")}
+    settings["rvae"].update(rvae_params(wildcards))
+    return canonical(settings)
 
 
 def all_targets():

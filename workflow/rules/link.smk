@@ -7,7 +7,7 @@ rule link:
         nc="results/{movie}/tracks.nc",
         summary="results/{movie}/track_summary.csv",
     params:
-        link=config["link"],
+        link=section("link"),
         code=code("link", "store"),
     log:
         "results/logs/{movie}/link.log",

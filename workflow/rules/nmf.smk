@@ -5,7 +5,7 @@ rule nmf:
     output:
         "results/{movie}/nmf.nc",
     params:
-        nmf=config["nmf"],
+        nmf=section("nmf"),
         code=code("nmf", "store"),
     log:
         "results/logs/{movie}/nmf.log",

@@ -9,8 +9,7 @@ rule summary:
         report("results/{movie}/summary.json", caption="../report/summary.rst", category="Summary",
                subcategory="{movie}"),
     params:
-        settings=lambda wildcards: {"train": config["train"], "rvae": config["rvae"], "locate": config["locate"],
-                                    "kde": config["kde"], "nmf": config["nmf"], "link": config["link"]},
+        settings=run_settings,
         code=code("summary"),
     log:
         "results/logs/{movie}/summary.log",

@@ -10,7 +10,8 @@ from rotdyn.logs import log_to
 from rotdyn.rvae import RVAE, save_rvae
 from rotdyn.store import atomic_path
 
-MODEL_KEYS = ("latent_dim", "hidden", "encoder", "translation", "likelihood", "rotation_prior", "rotation_sd")
+MODEL_KEYS = ("latent_dim", "hidden", "encoder", "translation", "likelihood", "rotation_prior", "rotation_sd",
+              "polarity")
 
 with log_to(snakemake.log[0]) as log:
     windows = []

@@ -1,0 +1,40 @@
+"""Config settings resolved when the workflow is planned.
+
+Kept free of heavy imports (no torch): the Snakefile imports it in every
+Snakemake process, cluster jobs included.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+# rVAE config keys that do not change the model (where and how fast it runs, figures).
+RVAE_NOT_MODEL = ("scope", "gpu", "threads", "manifold_grid", "checkpoint_every")
+# "auto" rVAE settings follow the windows: frames keep the head-tail contrast
+# (polarity, Gaussian pixels); probability maps are head-tail symmetric and lie in [0, 1].
+RVAE_AUTO = {
+    "frames": {"likelihood": "gaussian", "polarity": True},
+    "probability": {"likelihood": "bernoulli", "polarity": False},
+}
+
+
+def rvae_fit_settings(rvae: dict, source: str) -> dict:
+    """The ``rvae`` config section's model settings, "auto" resolved for windows cut from ``source``."""
+    settings = {key: value for key, value in rvae.items() if key not in RVAE_NOT_MODEL}
+    for key, value in RVAE_AUTO[source].items():
+        if settings.get(key, "auto") == "auto":
+            settings[key] = value
+    return canonical(settings)
+
+
+def canonical(value: Any) -> Any:
+    """``value`` with every dict's keys sorted, recursively, for use as a rule's params.
+
+    Snakemake compares params by their text, and the order of the keys follows
+    the config files (a --configfile puts its keys first): the same settings
+    in another order must not rerun anything.
+    """
+    if isinstance(value, dict):
+        return {key: canonical(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [canonical(item) for item in value]
+    return value
