@@ -26,8 +26,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from demo import copy_workflow  # noqa: E402
 from rule_times import rule_times  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "tests"))
+from workflow_helpers import copy_workflow  # noqa: E402  (the one copy of the workflow for tests and benchmarks)
 
 STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ [\d:]+ \d{4})\]$")
 

@@ -8,7 +8,7 @@ import pytest
 import xarray as xr
 
 from rotdyn.rvae import load_rvae
-from workflow_helpers import ROOT, copy_workflow, movie, planned, snakemake
+from workflow_helpers import TINY, copy_workflow, movie, planned, snakemake
 
 
 @pytest.fixture
@@ -63,8 +63,7 @@ def test_bad_movie_skipped_good_one_completes_then_nothing_to_do(workflow):
 
 
 def test_demo_runs_through_patches_then_nothing_to_do(workflow):
-    tiny = ["--configfile", str(ROOT / "tests" / "tiny_config.yaml")]
-    result = snakemake(workflow, *tiny)
+    result = snakemake(workflow, *TINY)
     assert "built-in demo" in result.stdout + result.stderr
     results = workflow / "results"
     truth = pd.read_csv(results / "simulated" / "rods" / "truth.csv")
@@ -99,9 +98,9 @@ def test_demo_runs_through_patches_then_nothing_to_do(workflow):
     for name in ("rvae_manifold.png", "latent_histograms.png", "angle_vs_latents.png", "rvae_history.png",
                  "dynamics/angle.png", "tracks.png", "latent_angle.gif"):
         assert (figures / name).stat().st_size > 1000, name
-    second = snakemake(workflow, *tiny)
+    second = snakemake(workflow, *TINY)
     assert "Nothing to be done" in second.stdout + second.stderr
-    snakemake(workflow, *tiny, "--report", "report.html")
+    snakemake(workflow, *TINY, "--report", "report.html")
     report = (workflow / "report.html").read_text(errors="replace")
     assert "Latent manifold of the rotationally invariant VAE" in report and "summary.json" in report
 
@@ -112,7 +111,7 @@ def test_blank_and_nan_frames_finish_with_empty_tables(workflow):
     frames[2] = 5.0
     np.save(workflow / "resources" / "movies" / "blank.npy", frames)
     (workflow / "probability_windows.yaml").write_text("patches:\n  source: probability\n")
-    snakemake(workflow, "--configfile", str(ROOT / "tests" / "tiny_config.yaml"), "probability_windows.yaml")
+    snakemake(workflow, *TINY, "probability_windows.yaml")  # one --configfile flag: a second would replace it
     results = workflow / "results" / "blank"
     with xr.open_dataset(results / "particles.nc") as particles, xr.open_dataset(results / "patches.nc") as patches:
         assert particles.sizes["particle"] == 0 and patches.sizes["particle"] == 0

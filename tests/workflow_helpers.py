@@ -54,7 +54,6 @@ def planned(result: subprocess.CompletedProcess) -> dict[str, int]:
     return counts
 
 
-
 def jobs(result) -> list[tuple[str, str]]:
     """(rule, wildcards) of every job a run or dry run lists."""
     found, rule = [], None

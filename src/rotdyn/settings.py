@@ -23,11 +23,11 @@ def rvae_fit_settings(rvae: dict, source: str) -> dict:
     for key, value in RVAE_AUTO[source].items():
         if settings.get(key, "auto") == "auto":
             settings[key] = value
-    return canonical(settings)
+    return settings
 
 
 def canonical(value: Any) -> Any:
-    """``value`` with every dict's keys sorted, recursively, for use as a rule's params.
+    """``value`` with every dict's keys sorted, recursively (the Snakefile sorts the config with it).
 
     Snakemake compares params by their text, and the order of the keys follows
     the config files (a --configfile puts its keys first): the same settings

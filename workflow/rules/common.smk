@@ -18,6 +18,10 @@ from rotdyn.settings import canonical, rvae_fit_settings
 from rotdyn.store import source_hash
 
 validate(config, "../../config/schema.yaml")
+# Snakemake compares params by their text, and the key order follows the config
+# files (an extra --configfile puts its keys first): sorted once here, the same
+# settings in another order rerun nothing.
+config.update(canonical(config))
 
 
 def _sample_sheet():
@@ -56,13 +60,8 @@ def movie_source(wildcards):
     return MOVIES[wildcards.movie]
 
 
-def section(name):
-    """``config[name]`` as a rule's params: keys sorted, so their order in config files reruns nothing."""
-    return canonical(config[name])
-
-
 def settings_for(wildcards):
-    return canonical(movie_settings(config["preprocess"], SHEET.get(wildcards.movie)))
+    return canonical(movie_settings(config["preprocess"], SHEET.get(wildcards.movie)))  # sheet columns sorted too
 
 
 def code(*modules):
@@ -82,7 +81,7 @@ def labels_folder(wildcards):
 
 def train_params(wildcards):
     """Training settings without the ensemble size: adding members keeps the others."""
-    return canonical({key: value for key, value in config["train"].items() if key not in ("members", "gpu", "threads")})
+    return {key: value for key, value in config["train"].items() if key not in ("members", "gpu", "threads")}
 
 
 def member_paths():
@@ -112,9 +111,9 @@ def rvae_params(wildcards):
 
 def run_settings(wildcards):
     """The settings summary.json records, "auto" resolved: what ran."""
-    settings = {name: section(name) for name in ("kde", "link", "locate", "nmf", "patches", "rvae", "train")}
-    settings["rvae"].update(rvae_params(wildcards))
-    return canonical(settings)
+    settings = {name: config[name] for name in ("kde", "link", "locate", "nmf", "patches", "rvae", "train")}
+    settings["rvae"] = {**config["rvae"], **rvae_params(wildcards)}  # a copy: config stays as given
+    return settings
 
 
 def all_targets():

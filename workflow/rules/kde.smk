@@ -6,7 +6,7 @@ rule kde:
     output:
         "results/{movie}/kde.nc",
     params:
-        kde=section("kde"),
+        kde=config["kde"],
         code=code("kde", "store"),
     log:
         "results/logs/{movie}/kde.log",

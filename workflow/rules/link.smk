@@ -7,7 +7,7 @@ rule link:
         nc="results/{movie}/tracks.nc",
         summary="results/{movie}/track_summary.csv",
     params:
-        link=section("link"),
+        link=config["link"],
         code=code("link", "store"),
     log:
         "results/logs/{movie}/link.log",

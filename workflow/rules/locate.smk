@@ -5,7 +5,7 @@ rule locate:
     output:
         "results/{movie}/particles.nc",
     params:
-        locate=section("locate"),
+        locate=config["locate"],
         code=code("locate", "store"),
     log:
         "results/logs/{movie}/locate.log",

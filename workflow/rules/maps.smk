@@ -16,7 +16,7 @@ rule maps:
         tracks=report("results/{movie}/figures/tracks.png", caption="../report/tracks.rst",
                       category="Trajectories", subcategory="{movie}"),
     params:
-        maps=section("maps"),
+        maps=config["maps"],
         code=code("figures"),
     log:
         "results/logs/{movie}/maps.log",

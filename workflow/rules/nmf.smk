@@ -5,7 +5,7 @@ rule nmf:
     output:
         "results/{movie}/nmf.nc",
     params:
-        nmf=section("nmf"),
+        nmf=config["nmf"],
         code=code("nmf", "store"),
     log:
         "results/logs/{movie}/nmf.log",

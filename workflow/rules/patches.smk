@@ -6,7 +6,7 @@ rule patches:
     output:
         "results/{movie}/patches.nc",
     params:
-        patches=section("patches"),
+        patches=config["patches"],
         code=code("patches", "store"),
     log:
         "results/logs/{movie}/patches.log",

@@ -4,7 +4,7 @@ rule simulate:
         movie="results/simulated/{kind}/movie.nc",
         truth="results/simulated/{kind}/truth.csv",
     params:
-        sim=lambda wildcards: canonical(config["simulate"][wildcards.kind]),
+        sim=lambda wildcards: config["simulate"][wildcards.kind],
         code=code("simulate", "store"),
     log:
         "results/logs/simulated/{kind}.log",

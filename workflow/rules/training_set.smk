@@ -5,7 +5,7 @@ rule training_set:
     output:
         "results/training/{set}.nc",
     params:
-        settings=lambda wildcards: section("training_set"),
+        settings=lambda wildcards: config["training_set"],
         labels_root=config["training_root"],
         code=code("training_set", "simulate", "preprocess", "ingest", "store"),
     log:
