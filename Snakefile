@@ -1,6 +1,6 @@
 # rotdyn: from microscopy movies of moving, rotating particles to physics.
-# Stages (one rule file and one script each) are in workflow/rules and
-# workflow/scripts; the science is in the importable package src/rotdyn.
+# The rules are in workflow/rules; each runs the package function that the
+# stage map (src/rotdyn/stages.py) names for it, through workflow/scripts/stage.py.
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -36,6 +36,9 @@ include: "workflow/rules/nmf.smk"
 include: "workflow/rules/link.smk"
 include: "workflow/rules/maps.smk"
 include: "workflow/rules/summary.smk"
+
+
+check_rules(workflow.rules)  # every stage rule writes what the stage map says
 
 
 rule all:

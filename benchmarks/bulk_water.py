@@ -15,7 +15,7 @@ from pathlib import Path
 
 import trackpy
 
-from rotdyn.ingest import read_movie
+from rotdyn.formats import read_movie
 from rotdyn.link import link
 
 ROOT = Path(__file__).resolve().parents[1]

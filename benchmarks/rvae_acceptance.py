@@ -30,7 +30,8 @@ from pathlib import Path
 
 import yaml
 
-from rotdyn.fit_rvae import angle_accuracy, angle_peaks, encode, fit, simulated_windows
+from rotdyn.encode import encode_windows as encode
+from rotdyn.fit_rvae import angle_accuracy, angle_peaks, fit, simulated_windows
 from rotdyn.settings import rvae_fit_settings
 from rotdyn.simulate import simulate
 

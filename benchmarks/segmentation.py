@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from rotdyn.evaluate import evaluate_segmentation
+from rotdyn.evaluate.segmentation import evaluate_segmentation
 from rotdyn.networks import load_model
 from rotdyn.segment import time_inference
 

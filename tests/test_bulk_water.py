@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from rotdyn.ingest import read_movie
+from rotdyn.formats import read_movie
 
 ROOT = Path(__file__).resolve().parents[1]
 FRAMES = ROOT.parent / "shared" / "data" / "bulk_water" / "frames"

@@ -2,6 +2,7 @@
 import numpy as np
 
 from rotdyn import figures
+from rotdyn.figures import rvae as rvae_figures
 
 
 def test_manifold_tiles_each_decoded_image_at_its_grid_point(tmp_path):
@@ -10,7 +11,7 @@ def test_manifold_tiles_each_decoded_image_at_its_grid_point(tmp_path):
     for i in range(n2):
         for j in range(n1):
             images[i, j] = 10 * i + j
-    fig = figures.manifold(images, np.linspace(-2, 2, n1), np.linspace(1, -1, n2))
+    fig = rvae_figures.manifold(images, np.linspace(-2, 2, n1), np.linspace(1, -1, n2))
     shown = fig.axes[0].get_images()[0]
     tiled = shown.get_array()
     assert tiled.shape == (n2 * s, n1 * s)
@@ -23,7 +24,7 @@ def test_manifold_tiles_each_decoded_image_at_its_grid_point(tmp_path):
 def test_histograms_count_every_particle():
     rng = np.random.default_rng(0)
     angle = rng.uniform(-np.pi, np.pi, 500)
-    fig = figures.latent_histograms(angle, rng.normal(size=500), rng.normal(size=500))
+    fig = rvae_figures.latent_histograms(angle, rng.normal(size=500), rng.normal(size=500))
     counts = [sum(p.get_height() for p in ax.patches) for ax in fig.axes]
     assert counts == [500, 500, 500]
 
@@ -32,10 +33,10 @@ def test_angle_vs_latents_draws_points_and_contours():
     rng = np.random.default_rng(1)
     angle = rng.choice(np.radians([-120, 0, 120]), 600) + rng.normal(0, 0.05, 600)
     z = rng.normal(size=(600, 2))
-    fig = figures.angle_vs_latents(angle, z)
+    fig = rvae_figures.angle_vs_latents(angle, z)
     assert len(fig.axes) == 2
     points = fig.axes[0].collections[0].get_offsets()
     np.testing.assert_allclose(points[:, 0], np.degrees(angle))
     assert len(fig.axes[0].collections) > 1  # the density contours
     # Too few points for a density: the scatter alone, no error.
-    assert len(figures.angle_vs_latents(angle[:3], z[:3]).axes[0].collections) == 1
+    assert len(rvae_figures.angle_vs_latents(angle[:3], z[:3]).axes[0].collections) == 1

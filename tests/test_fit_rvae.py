@@ -10,7 +10,8 @@ import pytest
 import torch
 import xarray as xr
 
-from rotdyn.fit_rvae import (angle_accuracy, angle_peaks, encode, fit, latents_dataset, simulated_windows,
+from rotdyn.encode import encode_windows as encode, latents_dataset
+from rotdyn.fit_rvae import (angle_accuracy, angle_peaks, fit, simulated_windows,
                              split_train_test)
 from rotdyn.rvae import load_rvae, save_rvae
 from rotdyn.settings import rvae_fit_settings

@@ -4,7 +4,8 @@ import json
 import numpy as np
 import pytest
 
-from rotdyn.movies import discover, load_movie, movie_settings, read_sample_sheet
+from rotdyn.ingest import load_movie
+from rotdyn.movies import discover, movie_settings, read_sample_sheet
 
 DEFAULTS = {
     "flatten": "auto", "normalize": "none", "drift_correction": False, "drift_reference": "previous",

@@ -3,7 +3,7 @@ prints the full-size figures). Real training, real ensemble, scored against the 
 import numpy as np
 import pytest
 
-from rotdyn.evaluate import evaluate_segmentation
+from rotdyn.evaluate.segmentation import evaluate_segmentation
 
 TRAIN = {"arch": "dilnet", "width": 16, "max_epochs": 30, "patience": 5, "batch_size": 8, "lr": 1e-3,
          "val_fraction": 0.2, "seed": 0,

@@ -33,7 +33,8 @@ import xarray as xr
 
 from .networks import autocast, autocast_dtype, num_threads, pick_device
 from .patches import window
-from .rvae import RVAE, plain
+from .jobs import device
+from .rvae import RVAE, plain, save_rvae
 from .store import atomic_path, provenance
 
 log = logging.getLogger(__name__)
@@ -262,94 +263,6 @@ def _save_checkpoint(path, model, optimizer, scaler, epoch, history, shuffle_gen
         torch.save(state, tmp)
 
 
-# ---------------------------------------------------------------- encoding
-def encode(model: RVAE, patches, batch_size: int = 1000) -> dict:
-    """Posterior means and sds of every window.
-
-    Returns
-    -------
-    dict of arrays
-        ``angle``, ``angle_sd`` (rad; angle wrapped to [-pi, pi)),
-        ``dx``, ``dy``, ``dx_sd``, ``dy_sd`` (latent units), ``dx_px``,
-        ``dy_px``, ``dx_px_sd``, ``dy_px_sd`` (pixels; +x right, +y down),
-        ``z``, ``z_sd`` ``(N, k)``. Offsets are 0 for a model without
-        translation.
-    """
-    x = np.asarray(patches, dtype=np.float32)
-    S, k = model.size, model.latent_dim
-    if x.ndim != 3 or x.shape[1:] != (S, S):
-        raise ValueError(f"patches must be (N, {S}, {S}) for this model, got shape {x.shape}")
-    device = next(model.parameters()).device
-    means, sds = [np.zeros((0, model.n_latent), np.float32)], [np.zeros((0, model.n_latent), np.float32)]
-    model.eval()
-    with torch.inference_mode():
-        for start in range(0, len(x), batch_size):
-            batch = torch.as_tensor(x[start:start + batch_size], device=device)
-            q = model.encode(batch)
-            q["mean"] = model.resolve_polarity(batch, q["mean"])  # head vs tail (see rotdyn.rvae)
-            means.append(q["mean"].float().cpu().numpy())
-            sds.append(q["sd"].float().cpu().numpy())
-    mean, sd = np.concatenate(means), np.concatenate(sds)
-    angle = (mean[:, 0] + np.pi) % (2 * np.pi) - np.pi
-    out = {"angle": angle.astype(np.float32), "angle_sd": sd[:, 0]}
-    if model.n_shift:
-        dx, dy, dx_sd, dy_sd = mean[:, 1], mean[:, 2], sd[:, 1], sd[:, 2]
-    else:
-        dx = dy = dx_sd = dy_sd = np.zeros(len(x), np.float32)
-    out.update(dx=dx, dy=dy, dx_sd=dx_sd, dy_sd=dy_sd)
-    out["dx_px"], out["dy_px"] = model.offsets_px(dx, dy)
-    out["dx_px_sd"], out["dy_px_sd"] = model.offsets_px(dx_sd, dy_sd)
-    out["z"], out["z_sd"] = mean[:, 1 + model.n_shift:], sd[:, 1 + model.n_shift:]
-    return {key: np.asarray(value, np.float32).reshape((len(x), k) if key in ("z", "z_sd") else (len(x),))
-            for key, value in out.items()}
-
-
-def latents_dataset(encoded: dict, patches_ds: xr.Dataset, model: RVAE | None = None) -> xr.Dataset:
-    """The ``latents.nc`` contract from :func:`encode` output and ``patches.nc``.
-
-    Dimension ``particle`` in the order of ``patches_ds`` (``particle_index``
-    points back into particles.nc); variables ``angle``, ``angle_sd`` (rad),
-    ``dx``, ``dy``, ``dx_sd``, ``dy_sd`` (px, +x right, +y down),
-    ``z(particle, latent)``, ``z_sd``; ``frame, x, y, class`` (and
-    ``padded`` where present) copied. Attributes: those of ``patches_ds``
-    plus the model's settings (``rvae_*``) when ``model`` is given.
-    """
-    n = patches_ds.sizes.get("particle", 0)
-    z = np.asarray(encoded["z"], np.float32)
-    if len(encoded["angle"]) != n:
-        raise ValueError(f"encoded has {len(encoded['angle'])} windows, patches {n}")
-    k = z.shape[1] if z.ndim == 2 else (model.latent_dim if model is not None else 0)
-    z = z.reshape(n, k)
-    z_sd = np.asarray(encoded["z_sd"], np.float32).reshape(n, k)
-    index = patches_ds["particle_index"].values if "particle_index" in patches_ds else np.arange(n)
-    px = {"units": "px"}
-    angle_name = "latent angle, counter-clockwise as displayed, + a constant"
-    if model is not None:  # what the angle can tell (see rotdyn.rvae, Polarity)
-        angle_name += "; head direction" if model.config["polarity"] else "; axis only (modulo pi)"
-    data = {
-        "angle": ("particle", encoded["angle"], {"units": "rad", "long_name": angle_name}),
-        "angle_sd": ("particle", encoded["angle_sd"], {"units": "rad"}),
-        "dx": ("particle", encoded["dx_px"], {**px, "long_name": "latent x offset, + right"}),
-        "dy": ("particle", encoded["dy_px"], {**px, "long_name": "latent y offset, + down (row)"}),
-        "dx_sd": ("particle", encoded["dx_px_sd"], px),
-        "dy_sd": ("particle", encoded["dy_px_sd"], px),
-        "z": (("particle", "latent"), z, {"long_name": "content latents L_1..L_k"}),
-        "z_sd": (("particle", "latent"), z_sd),
-        "particle_index": ("particle", np.asarray(index, np.int64)),
-    }
-    for name in ("frame", "x", "y", "class", "padded"):
-        if name in patches_ds:
-            data[name] = ("particle", patches_ds[name].values)
-    # the dataset gets its own provenance stamp
-    attrs = {k: v for k, v in patches_ds.attrs.items() if k not in ("created", "rotdyn_version")}
-    if model is not None:
-        attrs.update({f"rvae_{key}": value for key, value in
-                      {**model.config, **getattr(model, "training_info", {})}.items()})
-    coords = {"particle": patches_ds["particle"].values if "particle" in patches_ds.coords else np.arange(n),
-              "latent": np.arange(1, k + 1)}
-    return xr.Dataset(data, coords=coords, attrs=provenance(**attrs))
-
-
 # ---------------------------------------------------------------- scoring
 def _best_offset(r: np.ndarray, period: float) -> tuple[float, float]:
     """Offset ``c`` minimising the median of ``|wrap_period(c - r)|``; returns (c, median)."""
@@ -465,3 +378,40 @@ def simulated_windows(sim, source: str = "labels", size: int = 24, smooth: float
                         for f, r, c in zip(truth["frame"].to_numpy(), rows, cols)]) if len(truth) \
         else np.zeros((0, size, size), np.float32)
     return windows.astype(np.float32), truth
+
+
+# ------------------------------------------------------------------- stage
+MODEL_KEYS = ("latent_dim", "hidden", "encoder", "translation", "likelihood", "rotation_prior", "rotation_sd",
+              "polarity")
+
+
+def run(job) -> None:
+    """Entry of rule ``fit_rvae``: the rVAE on the windows of one movie, or of all movies pooled.
+
+    ``job.input`` lists patches.nc files; ``job.params.rvae`` holds the
+    model settings ("auto" resolved, :func:`rotdyn.settings.rvae_fit_settings`),
+    ``job.params.checkpoint`` where to keep the resumable state. With no
+    windows at all, an untrained model is saved (``trained = 0``) so the chain
+    goes on to empty tables.
+    """
+    windows = []
+    for path in job.input:
+        with xr.open_dataset(path) as ds:
+            windows.append(ds["patches"].values)
+    patches = np.concatenate(windows)
+    log.info("%d windows from %d movie(s)", len(patches), len(job.input))
+    p = dict(job.params.rvae)
+    meta = {"movies": ",".join(Path(path).parent.name for path in job.input), "trained": 1}
+    if len(patches):
+        model, history = fit(patches, checkpoint=job.params.checkpoint,
+                             checkpoint_every=job.config["rvae"]["checkpoint_every"],
+                             device=device(job), threads=job.threads, **p)
+    else:
+        log.warning("%s: no windows to train on; the rVAE stays untrained and encodes nothing",
+                    ", ".join(job.input))
+        model = RVAE(windows[0].shape[-1], **{k: p[k] for k in MODEL_KEYS})
+        history, meta["trained"] = pd.DataFrame(columns=HISTORY_COLUMNS), 0
+    with atomic_path(job.output.history) as tmp:
+        history.to_csv(tmp, index=False)
+    save_rvae(model, job.output.model, meta)
+    Path(job.params.checkpoint).unlink(missing_ok=True)  # finished: nothing to resume

@@ -44,6 +44,7 @@ import xarray as xr
 from scipy.special import i0e
 
 from .store import provenance
+from .store import provenance, write_netcdf
 
 log = logging.getLogger(__name__)
 
@@ -404,3 +405,19 @@ def time_kde(n_frames: int = 300, per_frame: int = 200, repeat: int = 3, seed: i
         best = min(best, time.perf_counter() - start)
     return {"seconds": best, "n_frames": n_frames, "per_frame": per_frame, "particles": n_frames * per_frame,
             "variables": out.attrs["variables"], "grid_points": int(out.attrs["grid_points"])}
+
+
+def run(job) -> None:
+    """Entry of rule ``kde``: per-frame densities of every latent of ``job.input.latents``.
+
+    ``job.params.kde`` is the ``kde`` config section; the frames come from ``job.input.movie``.
+    """
+    p = job.params.kde
+    with xr.open_dataset(job.input.latents) as latents, xr.open_dataset(job.input.movie) as movie:
+        latents = latents.load()
+        bandwidth = {name: p["bandwidth"] for name in latent_names(latents)}
+        if p["angle_bandwidth"]:
+            bandwidth["angle"] = p["angle_bandwidth"]
+        kde = kde_maps(latents, movie["frame"].values, grid_points=p["grid_points"], bandwidth=bandwidth)
+    log.info("densities of %s over %d frames", kde.attrs.get("variables"), kde.sizes["frame"])
+    write_netcdf(kde, job.output[0])

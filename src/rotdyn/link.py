@@ -26,7 +26,9 @@ import pandas as pd
 import trackpy
 import xarray as xr
 
+from .contracts import latent_columns
 from .locate import match
+from .store import atomic_path, write_netcdf
 
 log = logging.getLogger(__name__)
 
@@ -304,3 +306,32 @@ def link_scores(tracks: pd.DataFrame, truth: pd.DataFrame, max_distance: float =
             "precision": correct / len(predicted) if predicted else nan,
             "correct_links": correct, "true_links": len(true_links), "predicted_links": len(predicted),
             "matched": len(m), "detections": len(det), "truth_points": len(tru)}
+
+
+def run(job) -> None:
+    """Entry of rule ``link``: trajectories from ``latents.nc``, the latents along them, a summary per track.
+
+    ``job.params.link`` is the ``link`` config section; ``job.output`` has
+    ``csv`` (tracks.csv), ``nc`` (tracks.nc) and ``summary`` (track_summary.csv).
+    """
+    p = job.params.link
+    with xr.open_dataset(job.input[0]) as latents:
+        table = latents_table(latents.load())
+        attrs = dict(latents.attrs)
+    radius = p["search_range"]
+    if p["search_range_nm"]:
+        if not attrs.get("pixel_size_nm"):
+            raise ValueError(f"{job.input[0]}: link.search_range_nm needs the movie's pixel size "
+                             "(give pixel_size_nm in config/movies.tsv)")
+        radius = search_range_px(p["search_range_nm"], attrs["pixel_size_nm"])
+    tracks = link(table, search_range=radius, memory=p["memory"], drift=p["drift"])
+    summary = track_summary(tracks, latent_columns(tracks.columns), frame_interval_s=attrs.get("frame_interval_s"))
+    log.info("%d tracks (search range %.1f px), median length %s", len(summary), radius,
+             summary["length"].median() if len(summary) else 0)
+    with atomic_path(job.output.csv) as tmp:
+        tracks.to_csv(tmp, index=False)
+    with atomic_path(job.output.summary) as tmp:
+        summary.to_csv(tmp, index=False)
+    nc = xr.Dataset.from_dataframe(tracks.reset_index(drop=True).rename_axis("row"))
+    nc.attrs = {**attrs, "search_range_px": radius, "memory": p["memory"], "drift": int(p["drift"])}
+    write_netcdf(nc, job.output.nc)

@@ -46,6 +46,7 @@ from skimage.morphology import h_maxima, reconstruction
 from skimage.segmentation import expand_labels, watershed
 
 from .store import provenance
+from .store import provenance, write_netcdf
 
 log = logging.getLogger(__name__)
 
@@ -433,3 +434,11 @@ def detection_scores(detected: pd.DataFrame, truth: pd.DataFrame, max_distance: 
             scores[f"precision_class_{int(c)}"] = _ratio(hits, (dc == c).sum())
             scores[f"recall_class_{int(c)}"] = _ratio(hits, (tc == c).sum())
     return scores
+
+
+def run(job) -> None:
+    """Entry of rule ``locate``: ``probability.nc`` -> ``particles.nc`` with ``job.params.locate``."""
+    with xr.open_dataset(job.input[0]) as prob:
+        particles = locate(prob, **job.params.locate)
+    log.info("%d particles in %d frames", particles.sizes["particle"], prob.sizes["frame"])
+    write_netcdf(particles, job.output[0])

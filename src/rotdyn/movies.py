@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .ingest import MovieReadError, is_supported, movie_stem, probe_movie
+from .formats import MovieReadError, is_supported, movie_stem, probe_movie
 
 log = logging.getLogger(__name__)
 
@@ -180,66 +180,3 @@ def movie_settings(defaults: dict, overrides: dict | None = None) -> dict:
     if settings["drift_correction"] == "auto":
         raise ValueError("drift_correction=auto: expected true or false")
     return settings
-
-
-def load_movie(path: str | os.PathLike, settings: dict) -> "xr.Dataset":
-    """Read and preprocess one movie into the ``movie.nc`` dataset.
-
-    ``settings`` is :func:`movie_settings`' result. Pixel size and frame
-    interval come from the file unless the settings give them. ``flatten:
-    auto`` flattens AFM movies only.
-    """
-    import numpy as np
-    import xarray as xr
-
-    from .ingest import read_movie
-    from .preprocess import preprocess
-    from .store import provenance
-
-    movie = read_movie(path, channel=settings.get("channel"))
-    flatten = settings["flatten"]
-    if flatten == "auto":
-        flatten = movie.modality.upper().startswith("AFM")
-    frames, shifts, bad = preprocess(
-        movie.frames,
-        flatten_afm=flatten,
-        normalize_method=settings["normalize"],
-        drift_correction=settings["drift_correction"],
-        drift_reference=settings["drift_reference"],
-        first_frame=settings["first_frame"],
-        last_frame=settings["last_frame"],
-    )
-    if len(bad):
-        log.warning("%s: frames %s have no finite pixels or no contrast; passed through unchanged",
-                    path, (bad + settings["first_frame"]).tolist())
-    pixel = settings.get("pixel_size_nm") or movie.pixel_size_nm
-    interval = settings.get("frame_interval_s") or movie.frame_interval_s
-    numbers = np.arange(len(frames)) + settings["first_frame"]
-    usable = np.ones(len(frames), dtype=np.uint8)
-    usable[bad] = 0
-    ds = xr.Dataset(
-        {
-            "frames": (("frame", "y", "x"), frames, {"long_name": "preprocessed signal",
-                                                     "units": movie.metadata.get("units") or "arbitrary"}),
-            "shift_y": ("frame", shifts[:, 0], {"units": "px", "long_name": "drift correction applied along y"}),
-            "shift_x": ("frame", shifts[:, 1], {"units": "px", "long_name": "drift correction applied along x"}),
-            "usable": ("frame", usable, {"long_name": "1 when the frame had finite, non-constant pixels"}),
-        },
-        coords={"frame": numbers, "y": np.arange(frames.shape[1]), "x": np.arange(frames.shape[2])},
-    )
-    if interval:
-        ds = ds.assign_coords(time=("frame", numbers * float(interval), {"units": "s"}))
-    else:
-        log.warning("%s: no frame interval in the file or the settings; times are in frames", path)
-    if not pixel:
-        log.warning("%s: no pixel size in the file or the settings; sizes stay in pixels", path)
-    ds.attrs = provenance(
-        source=str(path), format=movie.format, modality=movie.modality,
-        pixel_size_nm=float(pixel) if pixel else None,
-        frame_interval_s=float(interval) if interval else None,
-        flatten=int(bool(flatten)), normalize=settings["normalize"],
-        drift_correction=int(settings["drift_correction"]), drift_reference=settings["drift_reference"],
-        first_frame=settings["first_frame"], last_frame=settings["last_frame"],
-        channel=settings.get("channel") or movie.metadata.get("channel"),
-    )
-    return ds

@@ -49,6 +49,7 @@ from sklearn.decomposition import NMF
 from sklearn.exceptions import ConvergenceWarning
 
 from .store import provenance
+from .store import provenance, write_netcdf
 
 log = logging.getLogger(__name__)
 
@@ -282,3 +283,14 @@ def nmf_maps(kde: xr.Dataset, n_components: int = 2, seed: int = 0, variables=No
         if key.startswith("bandwidth") or key in ("frame_interval_s", "pixel_size_nm"):
             attrs[f"kde_{key}" if key.startswith("bandwidth") else key] = value
     return xr.Dataset(data, coords=coords, attrs=provenance(**attrs))
+
+
+def run(job) -> None:
+    """Entry of rule ``nmf``: components of each latent's density map and the transition frame."""
+    p = job.params.nmf
+    with xr.open_dataset(job.input[0]) as kde:
+        nmf = nmf_maps(kde.load(), n_components=p["components"], seed=p["seed"], min_score=p["min_score"])
+    for name in kde_variables(kde):
+        log.info("%s: transition frame %s +- %s", name, float(nmf[f"transition_frame_{name}"]),
+                 float(nmf[f"transition_uncertainty_{name}"]))
+    write_netcdf(nmf, job.output[0])

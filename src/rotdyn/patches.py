@@ -15,10 +15,14 @@ would try to explain; the ``padded`` variable marks such windows.
 """
 from __future__ import annotations
 
+import logging
 from typing import Callable
 
 import numpy as np
 import xarray as xr
+from .store import write_netcdf
+
+log = logging.getLogger(__name__)
 
 EDGE_MODES = ("drop", "pad")
 ImageSource = Callable[[int, int], np.ndarray]
@@ -128,3 +132,17 @@ def extract_patches(images: ImageSource, particles: xr.Dataset, *, size: int = 2
     copied = {name: particles[name].values[keep] for name in ("frame", "x", "y", "class")}
     return _dataset(cut[keep], np.asarray(index, np.int64)[keep], copied,
                     (~inside[keep]).astype(np.int8), size, attrs)
+
+
+def run(job) -> None:
+    """Entry of rule ``patches``: one window per particle, from the probability maps or the frames.
+
+    ``job.input`` has ``particles`` and ``images`` (probability.nc or movie.nc,
+    as ``job.params.patches["source"]`` says).
+    """
+    p = job.params.patches
+    adapter = from_probability if p["source"] == "probability" else from_frames
+    with xr.open_dataset(job.input.particles) as particles, xr.open_dataset(job.input.images) as images:
+        patches = extract_patches(adapter(images), particles, size=p["size"], edge=p["edge"], source=p["source"])
+    log.info("%d windows of %d px", patches.sizes["particle"], p["size"])
+    write_netcdf(patches, job.output[0])

@@ -21,6 +21,7 @@ from .networks import (
     autocast_dtype, load_model, model_device, num_threads, pick_device, predict_proba,
 )
 from .store import atomic_path, attr_value, provenance
+from .jobs import device
 
 log = logging.getLogger(__name__)
 
@@ -190,3 +191,9 @@ def time_inference(models: list[nn.Module], shape=(512, 512), n_frames: int = 16
         mean, var = ensemble_proba(models, x, amp_dtype)
         mean.cpu(), var.cpu()  # include the copy back, as segment_movie does
     return n_batches * batch_size / (time.perf_counter() - start)
+
+
+def run(job) -> None:
+    """Entry of rule ``segment``: every frame of ``job.input.movie`` through ``job.input.members``."""
+    segment_movie(job.input.movie, list(job.input.members), job.output[0], batch_size=job.params.batch_size,
+                  threads=job.threads, device=device(job))

@@ -20,6 +20,7 @@ wrapped to [-pi, pi).
 """
 from __future__ import annotations
 
+import logging
 import math
 import warnings
 from dataclasses import dataclass
@@ -29,6 +30,9 @@ import pandas as pd
 import xarray as xr
 
 from .store import attr_value
+from .store import atomic_path, write_netcdf
+
+log = logging.getLogger(__name__)
 
 TRUTH_COLUMNS = ["frame", "id", "x", "y", "angle", "class"]
 MODALITY = {"rods": "AFM (simulated)", "atoms": "STEM (simulated)"}
@@ -712,3 +716,19 @@ def to_dataset(sim: Simulation, pixel_size_nm: float, frame_interval_s: float) -
                   if name != "kind" and value is not None})
     ds.attrs.update(attrs)
     return ds
+
+
+def run(job) -> None:
+    """Entry of rule ``simulate``: a synthetic movie of ``job.wildcards.kind`` and its truth table.
+
+    ``job.params.sim`` holds the simulator's keyword arguments plus
+    ``pixel_size_nm`` and ``frame_interval_s``; ``job.output`` has ``movie``
+    (movie.nc) and ``truth`` (truth.csv).
+    """
+    params = dict(job.params.sim)
+    pixel, interval = params.pop("pixel_size_nm"), params.pop("frame_interval_s")
+    sim = simulate(job.wildcards.kind, **params)
+    log.info("simulated %s: %d frames, %d truth rows", job.wildcards.kind, len(sim.frames), len(sim.truth))
+    with atomic_path(job.output.truth) as tmp:
+        sim.truth.to_csv(tmp, index=False)
+    write_netcdf(to_dataset(sim, pixel_size_nm=pixel, frame_interval_s=interval), job.output.movie)

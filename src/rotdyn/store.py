@@ -8,8 +8,6 @@ later run could mistake for a finished one.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import importlib.util
 import datetime as _dt
 import os
 from pathlib import Path
@@ -39,6 +37,45 @@ def atomic_path(path: str | os.PathLike):
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def plain(value, nan=None):
+    """``value`` with numpy/torch scalars, arrays and containers as plain Python types.
+
+    For JSON and for ``torch.load(weights_only=True)``, which refuses numpy
+    objects (and numpy floats pass ``isinstance(x, float)``, so they are
+    converted first). Anything else unknown becomes its text.
+
+    Parameters
+    ----------
+    value : object
+        A scalar, array, tensor, list, tuple or dict (converted recursively).
+    nan : object, optional
+        What a non-finite float becomes: ``None`` (the default, as JSON wants)
+        or, say, ``float("nan")``.
+
+    Returns
+    -------
+    object
+        Made of ``dict``, ``list``, ``str``, ``int``, ``float``, ``bool`` and ``None`` only.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> plain({"a": np.float32(0.5), 1: np.arange(2), "b": (np.bool_(True), float("nan"))})
+    {'a': 0.5, '1': [0, 1], 'b': [True, None]}
+    """
+    if isinstance(value, dict):
+        return {str(k): plain(v, nan) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v, nan) for v in value]
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):  # numpy and torch
+        return plain(value.tolist(), nan)
+    if isinstance(value, float) and not np.isfinite(value):
+        return nan
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
 
 
 def attr_value(value):
@@ -71,18 +108,3 @@ def write_netcdf(ds: xr.Dataset, path: str | os.PathLike, compress: bool = True)
                 encoding[name] = {"zlib": True, "complevel": 1}
     with atomic_path(path) as tmp:
         ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
-
-
-def source_hash(*modules: str) -> str:
-    """Short hash of the source of ``rotdyn.<module>`` for each name given.
-
-    Snakemake does not see code a script imports, so rules carry this as a
-    parameter: an edit to the science they run changes it and reruns them.
-    """
-    digest = hashlib.sha256(__version__.encode())
-    for name in sorted(modules):
-        spec = importlib.util.find_spec(f"rotdyn.{name}")
-        if spec is None or spec.origin is None:
-            raise ValueError(f"no module rotdyn.{name}")
-        digest.update(Path(spec.origin).read_bytes())
-    return digest.hexdigest()[:16]

@@ -1,11 +1,15 @@
 """The numbers a user wants first about one analysed movie (``summary.json``)."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import xarray as xr
 
 from . import __version__
+from .contracts import transition_names
+from .store import atomic_path
 
 
 def _number(value):
@@ -26,7 +30,7 @@ def movie_summary(movie: xr.Dataset, latents: xr.Dataset, nmf: xr.Dataset, track
     """
     frames = movie["frame"].values
     per_frame = pd.Series(latents["frame"].values).value_counts().reindex(frames, fill_value=0)
-    names = [str(n)[len("transition_frame_"):] for n in nmf.data_vars if str(n).startswith("transition_frame_")]
+    names = transition_names(nmf)
     return {
         "movie": movie.attrs.get("source"),
         "frames": int(len(frames)),
@@ -43,3 +47,15 @@ def movie_summary(movie: xr.Dataset, latents: xr.Dataset, nmf: xr.Dataset, track
         "settings": settings,
         "rotdyn_version": __version__,
     }
+
+
+def run(job) -> None:
+    """Entry of rule ``summary``: ``summary.json`` from movie, latents, NMF and track summary.
+
+    ``job.params.settings`` are the settings that ran ("auto" resolved), recorded as they are.
+    """
+    with xr.open_dataset(job.input.movie) as movie, xr.open_dataset(job.input.latents) as latents, \
+            xr.open_dataset(job.input.nmf) as nmf:
+        summary = movie_summary(movie, latents, nmf, pd.read_csv(job.input.tracks), dict(job.params.settings))
+    with atomic_path(job.output[0]) as tmp:
+        tmp.write_text(json.dumps(summary, indent=2, default=str))

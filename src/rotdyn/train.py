@@ -32,6 +32,10 @@ from torch import nn
 
 from .augment import augment, check_params
 from .networks import autocast, autocast_dtype, build_network, load_model, num_threads, pick_device
+from .jobs import device
+from .training_set import load_training_set
+from .store import atomic_path
+from .networks import save_model
 
 log = logging.getLogger(__name__)
 
@@ -286,3 +290,44 @@ def time_train_step(arch: str = "dilnet", width: int = 16, shape=(128, 128), bat
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - start)
     return float(np.median(times[2:]))
+
+
+def _save(model, history, job) -> None:
+    with atomic_path(job.output.history) as tmp:
+        history.to_csv(tmp, index=False)
+    save_model(model, job.output.model)
+
+
+def run_baseline(job) -> None:
+    """Entry of rule ``train_baseline``: the baseline, trained until the held-out loss stops improving.
+
+    ``job.input[0]`` is the training set, ``job.params.train`` the ``train``
+    config section; ``job.output`` has ``model`` and ``history``.
+    """
+    p = dict(job.params.train)
+    data = load_training_set(job.input[0])
+    model, history = fit_baseline(
+        data["images"], data["masks"], n_classes=data["n_classes"], class_names=data["class_names"],
+        arch=p["arch"], width=p["width"], max_epochs=p["max_epochs"], patience=p["patience"],
+        batch_size=p["batch_size"], lr=p["lr"], val_fraction=p["val_fraction"],
+        augment_params=p["augment"], seed=p["seed"], threads=job.threads, device=device(job),
+    )
+    log.info("baseline: %d epochs, best held-out loss %.4f", len(history), history.val_loss.min())
+    _save(model, history, job)
+
+
+def run_member(job) -> None:
+    """Entry of rule ``train_member``: one member fine-tuned from the baseline with seed ``job.params.seed``.
+
+    ``job.input`` has ``data`` (the training set) and ``baseline``.
+    """
+    p = dict(job.params.train)
+    data = load_training_set(job.input.data)
+    model, history = fit_member(
+        job.input.baseline, data["images"], data["masks"], epochs=p["member_epochs"], seed=job.params.seed,
+        batch_size=p["batch_size"], lr=p["lr"], augment_params=p["augment"], threads=job.threads,
+        device=device(job),
+    )
+    log.info("member %s: %d epochs, last held-out loss %.4f", job.wildcards.member,
+             len(history), history.val_loss.iloc[-1] if len(history) else float("nan"))
+    _save(model, history, job)

@@ -30,7 +30,7 @@ README, are ignored). Either
   mask having the same name up to the extension.
 
 Images are 2-D, colour (a trailing axis of 2-4 samples: grey+alpha, RGB(A);
-colour becomes BT.709 luminance as in :mod:`rotdyn.ingest`) or 3-D stacks of
+colour becomes BT.709 luminance as in :mod:`rotdyn.formats`) or 3-D stacks of
 frames ``(frame, y, x)``, paired with a mask of the same frames and size.
 Masks are binary (0/1, or 0/255 which becomes 0/1) or integer class labels
 0..C-1 (e.g. carbon vs silicon; two overlapping layers are classes too); a
@@ -48,6 +48,7 @@ import xarray as xr
 from .preprocess import NORMALIZE_METHODS, preprocess
 from .simulate import simulate
 from .store import attr_value, provenance
+from .store import write_netcdf
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ SOURCES = ("auto", "labels", "simulate")
 AFM_KINDS = ("rods",)
 # Calibration keys that sit beside the simulation parameters in the workflow config.
 _NOT_SIM_PARAMS = ("pixel_size_nm", "frame_interval_s")
-_BT709 = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)  # same weights as rotdyn.ingest
+_BT709 = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)  # same weights as rotdyn.formats
 
 
 class TrainingSetError(ValueError):
@@ -521,3 +522,15 @@ def load_training_set(path) -> dict:
             "class_names": ds.attrs["class_names"].split(","),
             "n_classes": int(ds.attrs["n_classes"]),
         }
+
+
+def run(job) -> None:
+    """Entry of rule ``training_set``: labelled or simulated frames -> ``results/training/<set>.nc``.
+
+    ``job.params.settings`` is the ``training_set`` config section,
+    ``job.params.labels_root`` the folder of labelled sets.
+    """
+    ds = training_set(dict(job.params.settings), labels_root=job.params.labels_root)
+    log.info("training set %s: %d tiles, classes %s (%s)", job.wildcards.set,
+             ds.sizes["sample"], ds.attrs["class_names"], ds.attrs["origin"])
+    write_netcdf(ds, job.output[0])

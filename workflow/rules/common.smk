@@ -1,6 +1,7 @@
-# Shared set-up: config validation, movie discovery, the sample sheet and
-# the code-version parameters that make a change in the science rerun the
-# stages it touches.
+# Shared set-up: config validation, movie discovery and the sample sheet.
+# Each rule runs the entry function rotdyn.stages.STAGES names for it, and
+# carries stage_code(rule), a hash of every module that function imports, so
+# that an edit to the code a stage runs reruns it and what follows.
 import sys
 from pathlib import Path
 
@@ -15,7 +16,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from rotdyn.locks import recover_stale_lock, record_owner
 from rotdyn.movies import MOVIE_NAME, discover, movie_settings, read_sample_sheet
 from rotdyn.settings import canonical, rvae_fit_settings
-from rotdyn.store import source_hash
+from rotdyn.stages import check_rules, stage_code
 
 validate(config, "../../config/schema.yaml")
 # Snakemake compares params by their text, and the key order follows the config
@@ -62,11 +63,6 @@ def movie_source(wildcards):
 
 def settings_for(wildcards):
     return canonical(movie_settings(config["preprocess"], SHEET.get(wildcards.movie)))  # sheet columns sorted too
-
-
-def code(*modules):
-    """Hash of the package modules behind a stage; as a param, edits to them rerun it."""
-    return source_hash(*modules)
 
 
 def training_set_path():

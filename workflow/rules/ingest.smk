@@ -6,7 +6,7 @@ rule ingest:
         "results/{movie}/movie.nc",
     params:
         settings=settings_for,
-        code=code("ingest", "preprocess", "store"),
+        code=stage_code("ingest"),
     log:
         "results/logs/{movie}/ingest.log",
     benchmark:
@@ -18,7 +18,7 @@ rule ingest:
         mem_mb=4000,
         runtime=30,
     script:
-        "../scripts/ingest.py"
+        "../scripts/stage.py"
 
 
 rule movies:

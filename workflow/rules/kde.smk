@@ -7,7 +7,7 @@ rule kde:
         "results/{movie}/kde.nc",
     params:
         kde=config["kde"],
-        code=code("kde", "store"),
+        code=stage_code("kde"),
     log:
         "results/logs/{movie}/kde.log",
     benchmark:
@@ -19,4 +19,4 @@ rule kde:
         mem_mb=2000,
         runtime=10,
     script:
-        "../scripts/kde.py"
+        "../scripts/stage.py"

@@ -8,7 +8,7 @@ rule link:
         summary="results/{movie}/track_summary.csv",
     params:
         link=config["link"],
-        code=code("link", "store"),
+        code=stage_code("link"),
     log:
         "results/logs/{movie}/link.log",
     benchmark:
@@ -20,4 +20,4 @@ rule link:
         mem_mb=4000,
         runtime=30,
     script:
-        "../scripts/link.py"
+        "../scripts/stage.py"

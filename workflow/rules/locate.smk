@@ -6,7 +6,7 @@ rule locate:
         "results/{movie}/particles.nc",
     params:
         locate=config["locate"],
-        code=code("locate", "store"),
+        code=stage_code("locate"),
     log:
         "results/logs/{movie}/locate.log",
     benchmark:
@@ -18,4 +18,4 @@ rule locate:
         mem_mb=4000,
         runtime=60,
     script:
-        "../scripts/locate.py"
+        "../scripts/stage.py"

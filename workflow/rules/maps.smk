@@ -17,7 +17,7 @@ rule maps:
                       category="Trajectories", subcategory="{movie}"),
     params:
         maps=config["maps"],
-        code=code("figures"),
+        code=stage_code("maps"),
     log:
         "results/logs/{movie}/maps.log",
     benchmark:
@@ -29,4 +29,4 @@ rule maps:
         mem_mb=4000,
         runtime=30,
     script:
-        "../scripts/maps.py"
+        "../scripts/stage.py"

@@ -6,7 +6,7 @@ rule nmf:
         "results/{movie}/nmf.nc",
     params:
         nmf=config["nmf"],
-        code=code("nmf", "store"),
+        code=stage_code("nmf"),
     log:
         "results/logs/{movie}/nmf.log",
     benchmark:
@@ -18,7 +18,7 @@ rule nmf:
         mem_mb=2000,
         runtime=10,
     script:
-        "../scripts/nmf.py"
+        "../scripts/stage.py"
 
 
 rule dynamics_figures:
@@ -35,7 +35,7 @@ rule dynamics_figures:
             subcategory="{movie}",
         ),
     params:
-        code=code("figures"),
+        code=stage_code("dynamics_figures"),
     log:
         "results/logs/{movie}/dynamics_figures.log",
     benchmark:
@@ -47,4 +47,4 @@ rule dynamics_figures:
         mem_mb=2000,
         runtime=10,
     script:
-        "../scripts/dynamics_figures.py"
+        "../scripts/stage.py"

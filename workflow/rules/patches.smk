@@ -7,7 +7,7 @@ rule patches:
         "results/{movie}/patches.nc",
     params:
         patches=config["patches"],
-        code=code("patches", "store"),
+        code=stage_code("patches"),
     log:
         "results/logs/{movie}/patches.log",
     benchmark:
@@ -19,4 +19,4 @@ rule patches:
         mem_mb=4000,
         runtime=60,
     script:
-        "../scripts/patches.py"
+        "../scripts/stage.py"

@@ -11,7 +11,7 @@ rule fit_rvae:
     params:
         rvae=rvae_params,
         checkpoint="results/rvae/{model}/checkpoint.pt",
-        code=code("rvae", "fit_rvae", "store"),
+        code=stage_code("fit_rvae"),
     log:
         "results/logs/rvae/{model}.log",
     benchmark:
@@ -24,7 +24,7 @@ rule fit_rvae:
         mem_mb=8000,
         runtime=600,
     script:
-        "../scripts/fit_rvae.py"
+        "../scripts/stage.py"
 
 
 rule encode:
@@ -35,7 +35,7 @@ rule encode:
     output:
         "results/{movie}/latents.nc",
     params:
-        code=code("rvae", "fit_rvae", "store"),
+        code=stage_code("encode"),
     log:
         "results/logs/{movie}/encode.log",
     benchmark:
@@ -47,7 +47,7 @@ rule encode:
         mem_mb=4000,
         runtime=30,
     script:
-        "../scripts/encode.py"
+        "../scripts/stage.py"
 
 
 rule rvae_figures:
@@ -67,7 +67,7 @@ rule rvae_figures:
                        category="rVAE", subcategory="{movie}"),
     params:
         grid=config["rvae"]["manifold_grid"],
-        code=code("figures", "rvae"),
+        code=stage_code("rvae_figures"),
     log:
         "results/logs/{movie}/rvae_figures.log",
     benchmark:
@@ -79,4 +79,4 @@ rule rvae_figures:
         mem_mb=2000,
         runtime=15,
     script:
-        "../scripts/rvae_figures.py"
+        "../scripts/stage.py"

@@ -7,7 +7,7 @@ rule segment:
         "results/{movie}/probability.nc",
     params:
         batch_size=config["segment"]["batch_size"],
-        code=code("segment", "networks", "store"),
+        code=stage_code("segment"),
     log:
         "results/logs/{movie}/segment.log",
     benchmark:
@@ -20,4 +20,4 @@ rule segment:
         mem_mb=8000,
         runtime=120,
     script:
-        "../scripts/segment.py"
+        "../scripts/stage.py"

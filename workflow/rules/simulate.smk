@@ -5,7 +5,7 @@ rule simulate:
         truth="results/simulated/{kind}/truth.csv",
     params:
         sim=lambda wildcards: config["simulate"][wildcards.kind],
-        code=code("simulate", "store"),
+        code=stage_code("simulate"),
     log:
         "results/logs/simulated/{kind}.log",
     benchmark:
@@ -17,7 +17,7 @@ rule simulate:
         mem_mb=2000,
         runtime=15,
     script:
-        "../scripts/simulate.py"
+        "../scripts/stage.py"
 
 
 rule simulations:

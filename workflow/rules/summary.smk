@@ -10,7 +10,7 @@ rule summary:
                subcategory="{movie}"),
     params:
         settings=run_settings,
-        code=code("summary"),
+        code=stage_code("summary"),
     log:
         "results/logs/{movie}/summary.log",
     benchmark:
@@ -22,4 +22,4 @@ rule summary:
         mem_mb=2000,
         runtime=10,
     script:
-        "../scripts/summary.py"
+        "../scripts/stage.py"

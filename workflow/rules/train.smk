@@ -10,7 +10,7 @@ rule train_baseline:
         history="results/ensemble/baseline_history.csv",
     params:
         train=train_params,
-        code=code("train", "networks", "augment", "store"),
+        code=stage_code("train_baseline"),
     log:
         "results/logs/ensemble/baseline.log",
     benchmark:
@@ -23,7 +23,7 @@ rule train_baseline:
         mem_mb=8000,
         runtime=240,
     script:
-        "../scripts/train_baseline.py"
+        "../scripts/stage.py"
 
 
 rule train_member:
@@ -36,7 +36,7 @@ rule train_member:
     params:
         train=train_params,
         seed=lambda wildcards: int(wildcards.member),
-        code=code("train", "networks", "augment", "store"),
+        code=stage_code("train_member"),
     log:
         "results/logs/ensemble/member_{member}.log",
     benchmark:
@@ -49,4 +49,4 @@ rule train_member:
         mem_mb=8000,
         runtime=120,
     script:
-        "../scripts/train_member.py"
+        "../scripts/stage.py"

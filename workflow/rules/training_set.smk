@@ -7,7 +7,7 @@ rule training_set:
     params:
         settings=lambda wildcards: config["training_set"],
         labels_root=config["training_root"],
-        code=code("training_set", "simulate", "preprocess", "ingest", "store"),
+        code=stage_code("training_set"),
     log:
         "results/logs/training/{set}.log",
     benchmark:
@@ -19,4 +19,4 @@ rule training_set:
         mem_mb=4000,
         runtime=30,
     script:
-        "../scripts/training_set.py"
+        "../scripts/stage.py"

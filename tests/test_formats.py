@@ -1,4 +1,4 @@
-"""Tests of rotdyn.ingest: every format round-trips known values, in (T, Y, X) order.
+"""Tests of rotdyn.formats: every format round-trips known values, in (T, Y, X) order.
 
 Frames are 16 x 20 (non-square, so swapped axes show) with distinct values per
 frame, so swapped or reordered frames show too.
@@ -14,7 +14,7 @@ import pytest
 import tifffile
 import xarray as xr
 
-from rotdyn.ingest import (
+from rotdyn.formats import (
     SUPPORTED_SUFFIXES,
     Movie,
     MovieReadError,

@@ -13,14 +13,14 @@ from pathlib import Path
 
 import xarray as xr
 
-from .locate import detection_scores, locate
-from .movies import load_movie
-from .networks import save_model
-from .segment import segment_movie
-from .simulate import simulate, to_dataset
-from .store import write_netcdf
-from .train import fit_baseline, fit_member
-from .training_set import from_simulation
+from ..locate import detection_scores, locate
+from ..ingest import load_movie
+from ..networks import save_model
+from ..segment import segment_movie
+from ..simulate import simulate, to_dataset
+from ..store import write_netcdf
+from ..train import fit_baseline, fit_member
+from ..training_set import from_simulation
 
 MOVIE_SETTINGS = {"flatten": "auto", "normalize": "percentile", "drift_correction": False,
                   "drift_reference": "previous", "first_frame": 0, "last_frame": -1}

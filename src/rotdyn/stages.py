@@ -1,0 +1,234 @@
+"""The stage map: every workflow rule, the package function that runs it, what it writes.
+
+This is the one place that ties the Snakemake rules (``workflow/rules``) to
+the package. Each rule runs ``workflow/scripts/stage.py``, which calls
+:func:`run_stage`; that looks the rule up in :data:`STAGES` and calls its
+entry function with the Snakemake job. Each rule also carries
+``code=stage_code(rule)`` as a parameter: a hash of every ``rotdyn`` module in
+the import closure of its entry function's module, so editing any module a
+stage runs reruns that stage (and, through its new outputs, what follows), and
+editing a module it does not import reruns nothing.
+
+Kept light (standard library only): the Snakefile imports it in every
+Snakemake process.
+"""
+from __future__ import annotations
+
+import ast
+import functools
+import hashlib
+import importlib
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+PACKAGE = "rotdyn"
+_ROOT = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One workflow rule: its entry function (``"module:function"``) and output patterns."""
+
+    entry: str
+    outputs: tuple[str, ...]
+    doc: str = ""
+
+    @property
+    def module(self) -> str:
+        """The module that holds the entry function, e.g. ``"rotdyn.kde"``."""
+        return self.entry.partition(":")[0]
+
+
+_R = "results/{movie}"
+STAGES: dict[str, Stage] = {
+    "simulate": Stage("rotdyn.simulate:run", ("results/simulated/{kind}/movie.nc", "results/simulated/{kind}/truth.csv"),
+                      "a synthetic movie with its ground truth"),
+    "ingest": Stage("rotdyn.ingest:run", (f"{_R}/movie.nc",), "read any movie format, preprocess"),
+    "training_set": Stage("rotdyn.training_set:run", ("results/training/{set}.nc",),
+                          "labelled or simulated training frames"),
+    "train_baseline": Stage("rotdyn.train:run_baseline",
+                            ("results/ensemble/baseline.pt", "results/ensemble/baseline_history.csv"),
+                            "the ensemble's baseline network"),
+    "train_member": Stage("rotdyn.train:run_member",
+                          ("results/ensemble/member_{member}.pt", "results/ensemble/member_{member}_history.csv"),
+                          "one ensemble member fine-tuned from the baseline"),
+    "segment": Stage("rotdyn.segment:run", (f"{_R}/probability.nc",), "ensemble mean and variance per pixel"),
+    "locate": Stage("rotdyn.locate:run", (f"{_R}/particles.nc",), "particles found in the probability maps"),
+    "patches": Stage("rotdyn.patches:run", (f"{_R}/patches.nc",), "a window around every particle"),
+    "fit_rvae": Stage("rotdyn.fit_rvae:run", ("results/rvae/{model}/model.pt", "results/rvae/{model}/history.csv"),
+                      "the rotationally invariant VAE"),
+    "encode": Stage("rotdyn.encode:run", (f"{_R}/latents.nc",), "latents of every window"),
+    "rvae_figures": Stage("rotdyn.figures.rvae:run",
+                          (f"{_R}/figures/rvae_manifold.png", f"{_R}/figures/latent_histograms.png",
+                           f"{_R}/figures/angle_vs_latents.png", f"{_R}/figures/rvae_history.png"),
+                          "latent manifold, distributions, training history"),
+    "kde": Stage("rotdyn.kde:run", (f"{_R}/kde.nc",), "per-frame densities of every latent"),
+    "nmf": Stage("rotdyn.nmf:run", (f"{_R}/nmf.nc",), "components over time and the transition frame"),
+    "dynamics_figures": Stage("rotdyn.figures.dynamics:run", (f"{_R}/figures/dynamics",),
+                              "density maps with the NMF weights"),
+    "link": Stage("rotdyn.link:run", (f"{_R}/tracks.csv", f"{_R}/tracks.nc", f"{_R}/track_summary.csv"),
+                  "trajectories with the latents along them"),
+    "maps": Stage("rotdyn.figures.maps:run",
+                  (f"{_R}/figures/maps", f"{_R}/figures/latent_angle.gif", f"{_R}/figures/tracks.png"),
+                  "frames coloured by latents, an animation, tracks"),
+    "summary": Stage("rotdyn.summary:run", (f"{_R}/summary.json",), "the numbers a user wants first"),
+}
+
+
+# ------------------------------------------------------------- import closure
+def _module_file(name: str) -> Path | None:
+    """The source file of ``rotdyn`` module ``name`` (a package's ``__init__.py``), or None."""
+    parts = name.split(".")
+    if parts[0] != PACKAGE:
+        return None
+    base = _ROOT.joinpath(*parts[1:])
+    for path in (base / "__init__.py", base.with_suffix(".py")):
+        if path.is_file():
+            return path
+    return None
+
+
+def _absolute(node: ast.ImportFrom, module: str, is_package: bool) -> str:
+    """The absolute module a ``from ... import`` names (relative imports resolved)."""
+    if not node.level:
+        return node.module or ""
+    parts = module.split(".")
+    base = parts if is_package else parts[:-1]
+    base = base[:len(base) - node.level + 1]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def direct_imports(module: str) -> set[str]:
+    """``rotdyn`` modules that ``module``'s source imports anywhere (functions included).
+
+    Examples
+    --------
+    >>> sorted(direct_imports("rotdyn.contracts"))
+    []
+    >>> "rotdyn.store" in direct_imports("rotdyn.kde")
+    True
+    """
+    path = _module_file(module)
+    if path is None:
+        raise ValueError(f"no module {module!r} in {_ROOT}")
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = _absolute(node, module, path.name == "__init__.py")
+            found.add(base)
+            # "from . import store" and "from .figures import save" alike: a name may be a submodule
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return {name for name in found if _module_file(name) is not None}
+
+
+def _with_parents(name: str) -> set[str]:
+    """Importing ``a.b.c`` runs ``a/__init__`` and ``a/b/__init__`` too."""
+    parts = name.split(".")
+    return {".".join(parts[:i]) for i in range(1, len(parts) + 1)}
+
+
+@functools.cache
+def import_closure(module: str) -> tuple[str, ...]:
+    """Every ``rotdyn`` module that importing ``module`` can run, sorted.
+
+    Examples
+    --------
+    >>> closure = import_closure("rotdyn.nmf")
+    >>> "rotdyn.nmf" in closure and "rotdyn" in closure
+    True
+    >>> "rotdyn.networks" in closure
+    False
+    """
+    seen: set[str] = set()
+    todo = list(_with_parents(module))
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for imported in direct_imports(name):
+            todo.extend(_with_parents(imported) - seen)
+    return tuple(sorted(seen))
+
+
+def stage_modules(rule: str) -> tuple[str, ...]:
+    """The import closure of ``rule``'s entry function (see :func:`import_closure`).
+
+    Examples
+    --------
+    >>> "rotdyn.formats" in stage_modules("ingest")
+    True
+    """
+    return import_closure(stage(rule).module)
+
+
+def stage_code(rule: str) -> str:
+    """Short hash of the source of every module ``rule`` runs: a rule param, so edits rerun it.
+
+    Examples
+    --------
+    >>> len(stage_code("kde"))
+    16
+    >>> stage_code("kde") == stage_code("nmf")
+    False
+    """
+    digest = hashlib.sha256()
+    for name in stage_modules(rule):
+        digest.update(name.encode() + b"\0" + _module_file(name).read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def stage(rule: str) -> Stage:
+    """The :class:`Stage` of ``rule``; a clear error for a rule not in the map."""
+    try:
+        return STAGES[rule]
+    except KeyError:
+        raise KeyError(f"rule {rule!r} is not in the stage map (rotdyn.stages.STAGES)") from None
+
+
+def check_rules(rules) -> None:
+    """Check that the Snakemake ``rules`` that run a stage write what the map says.
+
+    Parameters
+    ----------
+    rules : iterable of Snakemake rules (``workflow.rules``), each with ``name``, ``output``, ``script``.
+
+    Raises
+    ------
+    ValueError naming the rule whose outputs differ from :data:`STAGES`, or a stage with no rule.
+    """
+    ran = set()
+    for rule in rules:
+        if not getattr(rule, "script", None):
+            continue
+        outputs = tuple(re.sub(r"\{(\w+),[^{}]*\}", r"{\1}", str(path)) for path in rule.output)  # constraints off
+        expected = stage(rule.name).outputs
+        if outputs != expected:
+            raise ValueError(f"rule {rule.name} writes {outputs}; rotdyn.stages.STAGES says {expected}")
+        ran.add(rule.name)
+    if missing := sorted(set(STAGES) - ran):
+        raise ValueError(f"stage(s) {missing} in rotdyn.stages.STAGES have no rule")
+
+
+# ------------------------------------------------------------------- running
+def entry_function(rule: str):
+    """The entry function of ``rule``, imported."""
+    module, _, name = stage(rule).entry.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def run_stage(job: Any) -> None:
+    """Run the stage of ``job.rule`` with its log file receiving everything the package logs.
+
+    This is all ``workflow/scripts/stage.py`` does, with Snakemake's ``snakemake`` object.
+    """
+    from .logs import log_to
+
+    with log_to(job.log[0] if len(job.log) else None):
+        logging.getLogger(PACKAGE).debug("rule %s -> %s", job.rule, stage(job.rule).entry)
+        entry_function(job.rule)(job)
