@@ -22,10 +22,13 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = ROOT.parent / "shared" / "data" / "bulk_water" / "frames"
 
 
-def links(tracks) -> set:
-    """Pairs of detections (row labels) joined between consecutive appearances of a track."""
+def links(tracks, key: str = "track") -> set:
+    """Pairs of detections (row labels) joined between consecutive appearances of a track.
+
+    ``key`` is the track id column: ``track`` in rotdyn's tables, ``particle`` in trackpy's.
+    """
     out = set()
-    for _, track in tracks.sort_values("frame").groupby("particle"):
+    for _, track in tracks.sort_values("frame").groupby(key):
         rows = track.index.to_numpy()
         out.update(zip(rows[:-1], rows[1:]))
     return out
@@ -37,11 +40,12 @@ def compare(frames, diameter: int = 11, minmass: float = 30.0, search_range: flo
     detections = detections.reset_index(drop=True)
     ours = link(detections, search_range=search_range, memory=memory)
     theirs = trackpy.link(detections, search_range, memory=memory)
-    a, b = links(ours), links(theirs)
-    lengths = ours.groupby("particle").size()
-    return {"detections": len(detections), "tracks": int(ours.particle.nunique()),
+    a, b = links(ours), links(theirs, "particle")
+    lengths = ours.groupby("track").size()
+    return {"detections": len(detections), "tracks": int(ours.track.nunique()),
             "median_length": float(lengths.median()), "links": len(a),
-            "agreement": len(a & b) / max(len(a | b), 1)}
+            "agreement": len(a & b) / max(len(a | b), 1),
+            "alias_agrees": bool((ours["particle"] == ours["track"]).all())}  # trackpy's alias column
 
 
 def main() -> None:

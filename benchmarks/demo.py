@@ -26,9 +26,9 @@ from pathlib import Path
 import pandas as pd
 import xarray as xr
 
-from rotdyn.fit_rvae import angle_accuracy, angle_peaks
-from rotdyn.link import link_scores
-from rotdyn.locate import detection_scores, match
+from rotdyn.evaluate.tracks import link_scores
+from rotdyn.evaluate.rvae import angle_accuracy, angle_peaks
+from rotdyn.evaluate.segmentation import detection_scores, match
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))

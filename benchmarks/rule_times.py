@@ -25,6 +25,7 @@ def rule_times(results: Path) -> pd.DataFrame:
 
 
 def main() -> None:
+    """Command line: print the job and rule times of the results folder given (default ``results``)."""
     results = Path(sys.argv[1] if len(sys.argv) > 1 else "results")
     jobs = rule_times(results)
     if jobs.empty:

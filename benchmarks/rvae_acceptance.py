@@ -31,7 +31,8 @@ from pathlib import Path
 import yaml
 
 from rotdyn.encode import encode_windows as encode
-from rotdyn.fit_rvae import angle_accuracy, angle_peaks, fit, simulated_windows
+from rotdyn.evaluate.rvae import angle_accuracy, angle_peaks, simulated_windows
+from rotdyn.fit_rvae import fit
 from rotdyn.settings import rvae_fit_settings
 from rotdyn.simulate import simulate
 

@@ -66,7 +66,13 @@ def job_intervals(log: Path) -> list[tuple[str, float, float]]:
 
 
 def overlaps(intervals) -> Counter:
-    """How often each pair of rules ran at the same time (for at least a second)."""
+    """How often each pair of rules ran at the same time (for at least a second).
+
+    Examples
+    --------
+    >>> overlaps([("kde[a]", 0, 5), ("nmf[b]", 2, 9), ("link[a]", 9, 10)])
+    Counter({'kde | nmf': 1})
+    """
     pairs = Counter()
     for i, (a, sa, ea) in enumerate(intervals):
         for b, sb, eb in intervals[i + 1:]:
@@ -76,6 +82,13 @@ def overlaps(intervals) -> Counter:
 
 
 def max_parallel(intervals) -> int:
+    """The most jobs that ran at one time, from (job, start, end) intervals.
+
+    Examples
+    --------
+    >>> max_parallel([("a", 0, 5), ("b", 2, 9), ("c", 3, 4), ("d", 9, 10)])
+    3
+    """
     events = sorted([(s, 1) for _, s, e in intervals if e > s] + [(e, -1) for _, s, e in intervals if e > s])
     level = best = 0
     for _, step in events:
@@ -85,10 +98,12 @@ def max_parallel(intervals) -> int:
 
 
 def disk_mb(folder: Path) -> float:
+    """Size of every file under ``folder``, MB."""
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 1e6
 
 
 def run(count: int, base: Path, extra: list[str]) -> dict:
+    """Run the workflow on ``count`` movies in a fresh copy under ``base``; wall time, stage times, disk."""
     workflow = base / f"movies_{count}"
     copy_workflow(workflow)
     add_movies(workflow, count)
@@ -105,6 +120,7 @@ def run(count: int, base: Path, extra: list[str]) -> dict:
 
 
 def report(r: dict) -> None:
+    """Print one run's figures (see the module docstring)."""
     n = r["count"]
     print(f"\n== {n} movie(s): wall {r['wall']:.0f} s, {r['wall'] / n:.0f} s per movie; "
           f"at most {max_parallel(r['intervals'])} jobs at once")
@@ -118,6 +134,7 @@ def report(r: dict) -> None:
 
 
 def main() -> None:
+    """Command line: run every count, print the reports."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--counts", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--configfile", help="extra config (e.g. tests/tiny_config.yaml for a quick check)")

@@ -12,15 +12,14 @@ Settings are the workflow's defaults (config/config.yaml).
 from __future__ import annotations
 
 import argparse
-from math import nan
 import tempfile
+from math import nan
 from pathlib import Path
 
 import yaml
 
-from rotdyn.evaluate.segmentation import evaluate_segmentation
+from rotdyn.evaluate.segmentation import evaluate_segmentation, time_inference
 from rotdyn.networks import load_model
-from rotdyn.segment import time_inference
 
 ROOT = Path(__file__).resolve().parents[1]
 ATOMS_LOCATE = {"split": "distance", "min_area": 4, "min_distance": 3}
@@ -53,6 +52,7 @@ def cases(config: dict, quick: bool) -> dict:
 
 
 def main() -> None:
+    """Command line: score every case, then time inference on 512 x 512 frames."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--threads", type=int, default=2)
@@ -60,8 +60,8 @@ def main() -> None:
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     train, locate_params, members, member_epochs = settings(config)
     print(f"ensemble: {train['arch']} width {train['width']}, {members} members x {member_epochs} epochs")
-    header = f"{'case':18} {'prec':>6} {'recall':>6} {'rmse px':>7} {'orient':>7} {'touch':>6} {'train s':>8} {'seg s':>6}"
-    print(header)
+    print(f"{'case':18} {'prec':>6} {'recall':>6} {'rmse px':>7} {'orient':>7} {'touch':>6} "
+          f"{'train s':>8} {'seg s':>6}")
     with tempfile.TemporaryDirectory() as tmp:
         for name, (kind, movie, training) in cases(config, args.quick).items():
             loc = {**locate_params, **(ATOMS_LOCATE if kind == "atoms" else {})}

@@ -20,3 +20,4 @@ def test_links_agree_with_trackpy_on_real_colloids():
     assert result["detections"] > 20 * 100 and result["tracks"] > 100
     assert result["agreement"] >= 0.99
     assert result["median_length"] >= 5
+    assert result["alias_agrees"]  # tracks.csv's "particle" (trackpy's name) holds the track ids too

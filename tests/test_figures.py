@@ -40,3 +40,17 @@ def test_angle_vs_latents_draws_points_and_contours():
     assert len(fig.axes[0].collections) > 1  # the density contours
     # Too few points for a density: the scatter alone, no error.
     assert len(rvae_figures.angle_vs_latents(angle[:3], z[:3]).axes[0].collections) == 1
+
+
+def test_track_latents_draws_the_longest_tracks_by_track_id():
+    import pandas as pd
+
+    from rotdyn.figures import maps
+
+    tracks = pd.DataFrame({"frame": [0, 1, 2, 0, 1, 5], "track": [4, 4, 4, 9, 9, 2], "angle": 0.1, "z1": 1.0})
+    tracks["particle"] = tracks["track"]  # trackpy's alias, as in tracks.csv
+    fig = maps.track_latents(tracks, ["angle", "z1"], longest=2)
+    assert [line.get_label() for line in fig.axes[0].lines] == ["track 4", "track 9"]
+    # a table from before the track column (trackpy's "particle" only) is drawn the same
+    old = maps.track_latents(tracks.drop(columns="track"), ["angle"], longest=1)
+    assert [line.get_label() for line in old.axes[0].lines] == ["track 4"]

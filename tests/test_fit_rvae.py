@@ -11,7 +11,8 @@ import torch
 import xarray as xr
 
 from rotdyn.encode import encode_windows as encode, latents_dataset
-from rotdyn.fit_rvae import (angle_accuracy, angle_peaks, fit, simulated_windows,
+from rotdyn.evaluate.rvae import angle_accuracy, angle_peaks, simulated_windows
+from rotdyn.fit_rvae import (fit,
                              split_train_test)
 from rotdyn.rvae import load_rvae, save_rvae
 from rotdyn.settings import rvae_fit_settings

@@ -20,7 +20,10 @@ from rotdyn.formats import (
     MovieReadError,
     is_supported,
     movie_stem,
+    natural_key,
     probe_movie,
+    read_image,
+    read_mask,
     read_movie,
 )
 
@@ -537,3 +540,28 @@ def test_is_supported(tmp_path):
     assert not is_supported(empty)
     (empty / "f1.JPEG").write_bytes(b"")
     assert is_supported(empty)
+
+
+def test_read_image_and_mask_single_files(tmp_path):
+    import imageio.v3 as iio
+
+    rgb = np.arange(8 * 8 * 3, dtype=np.uint8).reshape(8, 8, 3)
+    iio.imwrite(tmp_path / "c.png", rgb)
+    np.testing.assert_allclose(read_image(tmp_path / "c.png"), (rgb @ BT709)[None], rtol=1e-6)
+    labels = np.array([[0, 70000], [3, 1]], np.uint32)  # labels keep their dtype and values exactly
+    tifffile.imwrite(tmp_path / "m.tif", labels)
+    mask = read_mask(tmp_path / "m.tif")
+    assert mask.dtype == np.uint32 and mask.tolist() == [labels.tolist()]
+    grey_rgb = np.repeat(np.array([[0, 2], [1, 0]], np.uint8)[..., None], 3, axis=-1)
+    np.save(tmp_path / "g.npy", np.tile(grey_rgb, (3, 3, 1)))
+    assert read_mask(tmp_path / "g.npy").shape == (1, 6, 6)
+    np.save(tmp_path / "colour.npy", rgb)
+    with pytest.raises(MovieReadError, match="colour.npy: colour mask"):
+        read_mask(tmp_path / "colour.npy")
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    with pytest.raises(MovieReadError, match="bad.png: cannot read"):
+        read_image(tmp_path / "bad.png")
+
+
+def test_natural_key_orders_numbers():
+    assert sorted(["f10", "F2", "f1"], key=natural_key) == ["f1", "F2", "f10"]

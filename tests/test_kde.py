@@ -5,7 +5,9 @@ import xarray as xr
 from scipy import stats
 from scipy.signal import argrelmax
 
-from rotdyn.kde import (joint_density, kde_maps, latent_names, rule_bandwidth, synthetic_latents, time_kde)
+from rotdyn.contracts import latent_names
+from rotdyn.evaluate.kde import synthetic_latents, time_kde
+from rotdyn.kde import joint_density, kde_maps, rule_bandwidth
 
 
 def make_latents(frame, angle, k=2, seed=0, **extra):

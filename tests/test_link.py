@@ -1,10 +1,11 @@
-"""Tests of rotdyn.link: trackpy linking, memory, drift, nm radius, track summaries, link scores."""
+"""Tests of rotdyn.link (trackpy linking, memory, drift, nm radius, track summaries) and its link scores."""
 import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
 
-from rotdyn.link import estimate_drift, latents_table, link, link_scores, search_range_px, track_summary
+from rotdyn.evaluate.tracks import link_scores
+from rotdyn.link import estimate_drift, estimate_track_drift, latents_table, link, search_range_px, track_summary
 from rotdyn.simulate import simulate_rods
 
 
@@ -19,8 +20,8 @@ def rods():
 
 
 def table(rows):
-    """frame, x, y, particle table from (frame, x, y, particle) tuples."""
-    return pd.DataFrame(rows, columns=["frame", "x", "y", "particle"])
+    """frame, x, y, track table from (frame, x, y, track) tuples."""
+    return pd.DataFrame(rows, columns=["frame", "x", "y", "track"])
 
 
 # ----------------------------------------------------------------- link_scores on hand-made tables
@@ -73,8 +74,10 @@ def test_link_scores_far_detection_is_unmatched():
 def test_link_simulated_rods(rods):
     truth, det = rods
     tracks = link(det)  # paper defaults: 21 px, memory 3
-    assert {"frame", "x", "y", "angle", "particle"} <= set(tracks.columns)
-    assert tracks["particle"].dtype == np.int64 and len(tracks) == len(det)
+    assert {"frame", "x", "y", "angle", "track", "particle"} <= set(tracks.columns)
+    assert tracks["track"].dtype == np.int64 and len(tracks) == len(det)
+    # trackpy's "particle" is an alias of the track id, with the same values
+    np.testing.assert_array_equal(tracks["particle"], tracks["track"])
     assert tracks["frame"].is_monotonic_increasing
     assert set(tracks.index) == set(det.index)
     np.testing.assert_array_equal(tracks.loc[det.index, "x"], det["x"])
@@ -86,15 +89,15 @@ def test_link_simulated_rods(rods):
 def test_memory_bridges_a_gap(rods):
     truth, det = rods
     # a lone rod present throughout and kept whole by plain linking (pair flips swap partners' places)
-    whole = link(det).assign(id=truth["id"]).groupby("id")["particle"].nunique() == 1
+    whole = link(det).assign(id=truth["id"]).groupby("id")["track"].nunique() == 1
     stats = truth.groupby("id").agg(first=("frame", "min"), last=("frame", "max"), touching=("touching", "any"))
     rod = int(stats[(stats["first"] == 0) & (stats["last"] == 29) & ~stats["touching"] & whole].index[0])
     gone = (truth["id"] == rod) & truth["frame"].isin([10, 11])  # missing for 2 frames
     with_gap = det[~gone.to_numpy()]
     rod_rows = (truth["id"] == rod).to_numpy()[~gone.to_numpy()]
-    ids = link(with_gap, memory=3)["particle"].loc[with_gap.index[rod_rows]]
+    ids = link(with_gap, memory=3)["track"].loc[with_gap.index[rod_rows]]
     assert ids.nunique() == 1
-    ids = link(with_gap, memory=0)["particle"].loc[with_gap.index[rod_rows]]
+    ids = link(with_gap, memory=0)["track"].loc[with_gap.index[rod_rows]]
     assert ids.nunique() == 2
 
 
@@ -114,8 +117,11 @@ def test_drift(rods):
     assert per_frame.loc[29] / 29 == pytest.approx(3.0, abs=0.2)
     assert np.abs(np.diff(per_frame.to_numpy()) - 3.0).max() < 0.5
     assert np.abs(tracks["drift_y"]).max() < 1.0
-    d = estimate_drift(drifting, 5.0)
+    np.testing.assert_array_equal(tracks["particle"], tracks["track"])
+    d = estimate_track_drift(drifting, 5.0)
     assert list(d.index) == list(range(30)) and list(d.columns) == ["x", "y"]
+    with pytest.warns(DeprecationWarning, match="estimate_track_drift"):
+        pd.testing.assert_frame_equal(estimate_drift(drifting, 5.0), d)
 
 
 def test_search_range_px():
@@ -130,8 +136,8 @@ def test_empty_and_bad_input():
     empty = pd.DataFrame({"frame": pd.Series(dtype=int), "x": pd.Series(dtype=float),
                           "y": pd.Series(dtype=float), "z1": pd.Series(dtype=float)})
     out = link(empty)
-    assert "particle" in out.columns and out.empty and "z1" in out.columns
-    assert {"particle", "drift_x", "drift_y"} <= set(link(empty, drift=True).columns)
+    assert {"track", "particle"} <= set(out.columns) and out.empty and "z1" in out.columns
+    assert {"track", "particle", "drift_x", "drift_y"} <= set(link(empty, drift=True).columns)
     summary = track_summary(out, ["angle"])
     assert summary.empty and "angular_velocity" in summary.columns
     with pytest.raises(ValueError):
@@ -145,13 +151,13 @@ def test_track_summary_angular_velocity_across_the_wrap():
     frames = np.arange(30)
     angle = np.mod(2.5 + 0.3 * frames + np.pi, 2 * np.pi) - np.pi  # crosses +-pi several times
     rows = pd.DataFrame({"frame": frames, "x": 10 + 0.1 * frames, "y": 5.0, "angle": angle,
-                         "z1": np.linspace(0, 1, 30), "particle": 4})
+                         "z1": np.linspace(0, 1, 30), "track": 4})
     lone = pd.DataFrame({"frame": [3], "x": [50.0], "y": [50.0], "angle": [np.pi - 0.01], "z1": [2.0],
-                         "particle": [8]})
+                         "track": [8]})
     tracks = pd.concat([rows.sample(frac=1, random_state=0), lone])  # unsorted input
     s = track_summary(tracks, ["angle", "z1"])
-    assert list(s["particle"]) == [4, 8]
-    r = s.set_index("particle")
+    assert list(s["track"]) == [4, 8]
+    r = s.set_index("track")
     assert r.loc[4, "angular_velocity"] == pytest.approx(0.3)
     assert s.attrs["angular_velocity_units"] == "rad/frame"
     assert (r.loc[4, "first_frame"], r.loc[4, "last_frame"], r.loc[4, "length"]) == (0, 29, 30)
@@ -161,15 +167,18 @@ def test_track_summary_angular_velocity_across_the_wrap():
     assert r.loc[8, "angle_mean"] == pytest.approx(np.pi - 0.01) and r.loc[8, "angle_var"] == pytest.approx(0)
     # seconds: 0.3 rad per 0.5 s frame
     fast = track_summary(tracks, ["angle"], frame_interval_s=0.5)
-    assert fast.set_index("particle").loc[4, "angular_velocity"] == pytest.approx(0.6)
+    assert fast.set_index("track").loc[4, "angular_velocity"] == pytest.approx(0.6)
     assert fast.attrs["angular_velocity_units"] == "rad/s"
     # rotating the other way, with a gap of 2 frames
     back = rows.assign(angle=np.mod(1.0 - 0.3 * frames + np.pi, 2 * np.pi) - np.pi).drop(index=[12, 13])
     assert track_summary(back, ["angle"])["angular_velocity"].iloc[0] == pytest.approx(-0.3)
+    # a table from before the track column (trackpy's "particle" only) reads the same
+    old = track_summary(tracks.rename(columns={"track": "particle"}), ["angle", "z1"])
+    pd.testing.assert_frame_equal(old, s)
 
 
 def test_circular_mean_of_a_track_at_pi():
-    tracks = pd.DataFrame({"frame": [0, 1, 2, 3], "x": 0.0, "y": 0.0, "particle": 0,
+    tracks = pd.DataFrame({"frame": [0, 1, 2, 3], "x": 0.0, "y": 0.0, "track": 0,
                            "angle": [np.pi - 0.05, -np.pi + 0.05, np.pi - 0.05, -np.pi + 0.05]})
     r = track_summary(tracks, ["angle"]).iloc[0]
     assert abs(np.mod(r["angle_mean"], 2 * np.pi) - np.pi) < 1e-9
@@ -191,7 +200,7 @@ def test_latents_table_links():
     assert {"angle", "frame", "x", "y", "z1", "z2", "z1_sd", "z2_sd", "particle_index"} <= set(t.columns)
     np.testing.assert_array_equal(t["z2"], np.arange(1, 2 * n, 2))
     tracks = link(t, search_range=5)
-    assert tracks.groupby("particle")["x"].apply(lambda x: x.max() - x.min()).max() == 2
+    assert tracks.groupby("track")["x"].apply(lambda x: x.max() - x.min()).max() == 2
     s = track_summary(tracks, ["angle", "z1"])
     assert len(s) == 2 and set(s["length"]) == {3}
 

@@ -8,8 +8,8 @@ import xarray as xr
 from scipy import ndimage
 from skimage.measure import regionprops
 
-from rotdyn.locate import (COLUMNS, axis_angle_from_skimage, close_neighbours, detection_scores, locate,
-                           locate_frame, match)
+from rotdyn.evaluate.segmentation import close_neighbours, detection_scores, match
+from rotdyn.locate import COLUMNS, LOCATE_DEFAULTS, axis_angle_from_skimage, locate, locate_frame
 from rotdyn.simulate import simulate_atoms, simulate_rods
 from rotdyn.store import write_netcdf
 
@@ -223,8 +223,14 @@ def test_bad_parameters():
         locate_frame(image, image, [1], min_valley=1.5)
     with pytest.raises(ValueError, match="len"):
         locate_frame(image, image, [1, 2])
-    with pytest.raises(TypeError, match="unknown"):
+    with pytest.raises(TypeError, match="unknown locate parameters: \\['thresold'\\]"):
         locate(prob_dataset(image[None]), thresold=0.5)
+
+
+def test_defaults_are_locate_frames_signature():
+    # one source: the keyword defaults of locate_frame, which locate records in its attrs
+    assert LOCATE_DEFAULTS["threshold"] == 0.5 and LOCATE_DEFAULTS["split"] == "valley"
+    assert "mean" not in LOCATE_DEFAULTS and LOCATE_DEFAULTS["max_area"] is None
 
 
 # ------------------------------------------------------------------ the movie

@@ -1,5 +1,6 @@
 """Movie discovery, the sample sheet and per-movie settings."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -82,3 +83,43 @@ def test_load_movie_applies_settings(tmp_path):
     np.testing.assert_array_equal(ds.frames.values, _stack(n=6)[2:5])
     assert ds.frame.values.tolist() == [2, 3, 4] and ds.time.values.tolist() == [4.0, 6.0, 8.0]
     assert ds.attrs["pixel_size_nm"] == 0.7 and ds.attrs["format"] == "npy" and ds.attrs["flatten"] == 0
+
+
+SCHEMA = Path(__file__).parents[1] / "config" / "movies.schema.yaml"
+
+
+@pytest.mark.parametrize("column, cell, message", [
+    ("normalize", "foo", "'foo' is not one of ['none', 'percentile', 'minmax', 'zscore']"),
+    ("pixel_size_nm", "-1", "-1.0 is less than or equal to the minimum of 0"),
+    ("flatten", "maybe", "'maybe' is not one of"),
+])
+def test_sample_sheet_schema_names_movie_column_value(tmp_path, column, cell, message):
+    sheet = tmp_path / "movies.tsv"
+    sheet.write_text(f"movie\t{column}\nok\t\nrods0\t{cell}\n")
+    with pytest.raises(ValueError) as caught:
+        read_sample_sheet(sheet, schema=SCHEMA)
+    assert str(caught.value).startswith(f"{sheet}: movie 'rods0', column '{column}': ")
+    assert message in str(caught.value)
+
+
+def test_good_sheet_passes_schema_unchanged(tmp_path):
+    sheet = tmp_path / "movies.tsv"
+    sheet.write_text("movie\tpixel_size_nm\tframe_interval_s\tfirst_frame\tlast_frame\tchannel\tflatten\t"
+                     "normalize\tdrift_correction\tdrift_reference\n"
+                     "a\t0.5\t2\t0\t-1\tTP\tauto\tzscore\ttrue\tfirst\n")
+    assert read_sample_sheet(sheet, schema=SCHEMA) == {"a": {
+        "pixel_size_nm": 0.5, "frame_interval_s": 2.0, "first_frame": 0, "last_frame": -1, "channel": "TP",
+        "flatten": "auto", "normalize": "zscore", "drift_correction": "true", "drift_reference": "first"}}
+
+
+def test_schema_matches_the_code():
+    import yaml
+
+    from rotdyn.movies import SHEET_COLUMNS, SHEET_SCHEMA
+    from rotdyn.preprocess import DRIFT_REFERENCES, NORMALIZE_METHODS
+
+    assert SHEET_SCHEMA == SCHEMA
+    schema = yaml.safe_load(SCHEMA.read_text())
+    assert set(schema["properties"]) == {"movie", *SHEET_COLUMNS} and schema["additionalProperties"] is False
+    assert schema["properties"]["normalize"]["enum"] == list(NORMALIZE_METHODS)
+    assert schema["properties"]["drift_reference"]["enum"] == list(DRIFT_REFERENCES)

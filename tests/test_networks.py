@@ -45,7 +45,8 @@ def test_build_network_rejects_unknown_arch():
 def test_probabilities_binary_and_multiclass():
     logits = torch.tensor([[[[0.0, 2.0]]]])
     p = probabilities(logits, 2)
-    assert torch.allclose(p[0, :, 0, 1], torch.tensor([1 - torch.sigmoid(torch.tensor(2.0)), torch.sigmoid(torch.tensor(2.0))]))
+    s = torch.sigmoid(torch.tensor(2.0))
+    assert torch.allclose(p[0, :, 0, 1], torch.tensor([1 - s, s]))
     p3 = probabilities(torch.randn(1, 3, 4, 4), 3)
     assert torch.allclose(p3.sum(1), torch.ones(1, 4, 4))
 

@@ -1,8 +1,8 @@
 """Tests of rotdyn.patches: centring, edges, index back into particles.nc, adapters."""
 import numpy as np
-from scipy import ndimage
 import pytest
 import xarray as xr
+from scipy import ndimage
 
 from rotdyn.locate import locate
 from rotdyn.patches import _one_frame_cache, extract_patches, from_frames, from_probability

@@ -6,6 +6,7 @@ from scipy import ndimage
 from rotdyn.preprocess import (
     apply_drift,
     estimate_drift,
+    estimate_frame_drift,
     flatten_frame,
     normalize,
     preprocess,
@@ -54,7 +55,7 @@ def test_drift_recovers_known_subpixel_shift(reference):
     base = _texture((128, 128), rng)
     true = np.array([[0.3 * t, -0.45 * t + 0.1 * t**2] for t in range(6)])
     frames = np.stack([_shift(base, dy, dx) for dy, dx in true]).astype(np.float32)
-    shifts = estimate_drift(frames, reference=reference)
+    shifts = estimate_frame_drift(frames, reference=reference)
     # The registration shift undoes the drift: it is minus the true displacement.
     np.testing.assert_allclose(shifts, -true, atol=0.1)
     registered = apply_drift(frames, shifts)
@@ -95,3 +96,11 @@ def test_bad_frames_pass_through_and_are_reported():
     assert np.isnan(out[1]).all() and (out[2] == 0).all()
     assert out[0].min() == 0 and out[3].max() == pytest.approx(1)
     assert np.isfinite(shifts).all()
+
+
+def test_estimate_drift_is_a_deprecated_alias():
+    rng = np.random.default_rng(3)
+    frames = np.stack([_texture((32, 32), rng)] * 2).astype(np.float32)
+    with pytest.warns(DeprecationWarning, match="estimate_frame_drift"):
+        old = estimate_drift(frames, reference="first")
+    np.testing.assert_array_equal(old, estimate_frame_drift(frames, reference="first"))

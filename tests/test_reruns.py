@@ -8,13 +8,15 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 
 import numpy as np
 import pandas as pd
+import pytest
 import xarray as xr
 
-from workflow_helpers import SNAKEMAKE, TINY, jobs, rods_movie, snakemake
+from workflow_helpers import ROOT, SNAKEMAKE, TINY, jobs, rods_movie, snakemake
 
 PER_MOVIE = {"ingest", "segment", "locate", "patches", "fit_rvae", "encode", "rvae_figures",
              "kde", "nmf", "dynamics_figures", "link", "maps", "summary"}
@@ -84,14 +86,78 @@ def test_raising_the_ensemble_size_trains_only_the_new_member(finished_run):
     assert {rule for rule, _ in ran} == (PER_MOVIE - {"ingest"}) | {"train_member", "all"}
 
 
-def test_a_change_in_the_science_reruns_the_stages_that_use_it(finished_run):
-    with open(finished_run / "src" / "rotdyn" / "kde.py", "a") as fh:
-        fh.write("\n# a change in the density estimate\n")
-    assert {rule for rule, _ in jobs(dry_run(finished_run))} == {"kde", "nmf", "dynamics_figures", "summary", "all"}
-    with open(finished_run / "src" / "rotdyn" / "networks.py", "a") as fh:
-        fh.write("\n# a change in the segmentation network\n")
-    ran = {rule for rule, _ in jobs(dry_run(finished_run))}
-    assert {"train_baseline", "train_member", "segment"} <= ran and "ingest" not in ran
+# The entry module of every rule, written out here rather than read from the stage
+# map, so that the rerun tests below do not take their expectations from the code under test.
+ENTRIES = {
+    "simulate": "rotdyn.simulate", "ingest": "rotdyn.ingest", "training_set": "rotdyn.training_set",
+    "train_baseline": "rotdyn.train", "train_member": "rotdyn.train", "segment": "rotdyn.segment",
+    "locate": "rotdyn.locate", "patches": "rotdyn.patches", "fit_rvae": "rotdyn.fit_rvae",
+    "encode": "rotdyn.encode", "rvae_figures": "rotdyn.figures.rvae", "kde": "rotdyn.kde", "nmf": "rotdyn.nmf",
+    "dynamics_figures": "rotdyn.figures.dynamics", "link": "rotdyn.link", "maps": "rotdyn.figures.maps",
+    "summary": "rotdyn.summary",
+}
+
+
+def imported_at_run_time(workflow, module: str) -> set[str]:
+    """The rotdyn modules a fresh interpreter holds after importing ``module`` from the run's own copy."""
+    code = (f"import sys; sys.path.insert(0, {str(workflow / 'src')!r}); import importlib, rotdyn; "
+            f"assert rotdyn.__file__.startswith({str(workflow)!r}), rotdyn.__file__; "
+            f"importlib.import_module({module!r}); "
+            "print(' '.join(m for m in sys.modules if m == 'rotdyn' or m.startswith('rotdyn.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    return set(out.split())
+
+
+def test_the_entry_modules_are_those_the_stage_map_names():
+    from rotdyn.stages import STAGES
+
+    assert {rule: stage.module for rule, stage in STAGES.items()} == ENTRIES
+
+
+def test_each_stage_hashes_exactly_what_python_imports_for_it():
+    """The static import closure behind each rerun key equals what importing the entry module loads."""
+    from rotdyn.stages import stage_modules
+
+    for rule, entry in ENTRIES.items():
+        assert set(stage_modules(rule)) == imported_at_run_time(ROOT, entry), rule
+
+
+@pytest.mark.parametrize("module", ["movies", "nmf", "networks", "store", "ingest", "simulate"])
+def test_editing_a_module_reruns_exactly_the_stages_that_import_it(finished_run, module):
+    # What should rerun, derived without the stage map: the rules whose entry module pulls in the edited
+    # file when Python imports it, and everything Snakemake's own DAG puts after them.
+    users = sorted(rule for rule, entry in ENTRIES.items()
+                   if f"rotdyn.{module}" in imported_at_run_time(finished_run, entry))
+    expected = ({rule for rule, _ in jobs(dry_run(finished_run, "--forcerun", *users))} if users else set())
+    with open(finished_run / "src" / "rotdyn" / f"{module}.py", "a") as fh:
+        fh.write(f"\n# an edit to {module}\n")
+    result = dry_run(finished_run)
+    ran = {rule for rule, _ in jobs(result)}
+    assert ran == expected, f"editing {module}.py: planned {sorted(ran)}, expected {sorted(expected)}"
+    # and the edit itself is why they rerun: Snakemake names a changed code param for the first of them
+    # (it does not look at the params of jobs that rerun anyway for new inputs)
+    assert code_changed(result) <= set(users) and bool(code_changed(result)) == bool(ran)
+    if not users:
+        assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def code_changed(result) -> set[str]:
+    """Rules that a dry run reruns because their params changed (here: the ``code`` hash), from its Reasons."""
+    lines = (result.stdout + result.stderr).splitlines()
+    for i, line in enumerate(lines[:-1]):
+        if line.strip() == "params have changed since last execution:":
+            return {rule.strip() for rule in lines[i + 1].split(",")}
+    return set()
+
+
+def test_expected_users_are_not_empty_where_a_stage_runs_the_module(finished_run):
+    """Guards the derivation above: the edits in the test reach real stages."""
+    users = {module: {rule for rule, entry in ENTRIES.items()
+                      if f"rotdyn.{module}" in imported_at_run_time(finished_run, entry)}
+             for module in ("nmf", "networks", "ingest")}
+    assert "nmf" in users["nmf"] and "ingest" not in users["nmf"]
+    assert {"train_baseline", "train_member", "segment"} <= users["networks"]
+    assert users["ingest"] == {"ingest"}
 
 
 def planned_count(ran, rule):

@@ -230,7 +230,7 @@ def _headed_rods(n=300, size=24, seed=0):
 
 
 def test_fit_polarity_tells_head_from_tail_despite_partners_and_offset_errors():
-    from rotdyn.fit_rvae import angle_accuracy
+    from rotdyn.evaluate.rvae import angle_accuracy
 
     windows, angle, shift = _headed_rods()
     model = _model(size=24, latent_dim=0)

@@ -6,8 +6,9 @@ import pytest
 import torch
 import xarray as xr
 
+from rotdyn.evaluate.segmentation import time_inference
 from rotdyn.networks import build_network, predict_proba, save_model
-from rotdyn.segment import clean_frames, ensemble_proba, load_ensemble, segment_movie, time_inference
+from rotdyn.segment import clean_frames, ensemble_proba, load_ensemble, segment_movie
 from rotdyn.train import fit_baseline
 
 

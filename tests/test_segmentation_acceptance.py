@@ -1,7 +1,6 @@
 """Acceptance of the segmentation chain on smaller simulated movies (benchmarks/segmentation.py
 prints the full-size figures). Real training, real ensemble, scored against the truth."""
 import numpy as np
-import pytest
 
 from rotdyn.evaluate.segmentation import evaluate_segmentation
 

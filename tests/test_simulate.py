@@ -7,7 +7,7 @@ import xarray as xr
 from scipy import ndimage
 from skimage.measure import regionprops
 
-from rotdyn.simulate import (TRUTH_COLUMNS, _segment_distance, simulate, simulate_atoms,
+from rotdyn.simulate import (TRUTH_COLUMNS, RodParams, _segment_distance, simulate, simulate_atoms,
                              simulate_rods, to_dataset)
 
 ROD = dict(size=96, frames=30, count=14, transition_frame=15, death_rate=0.03, seed=3)
@@ -336,3 +336,17 @@ def test_bad_parameters(func, kwargs, name):
 def test_unknown_kind():
     with pytest.raises(ValueError, match="'cells'"):
         simulate("cells")
+
+
+def test_rod_params_are_the_one_source():
+    import inspect
+
+    names = [f.name for f in dataclasses.fields(RodParams)]
+    sim = simulate_rods(size=48, frames=1, count=1)
+    assert list(sim.params) == ["kind", *names]
+    assert list(inspect.signature(simulate_rods).parameters) == names
+    assert RodParams(count=2, death_rate=0.5).birth_rate == 1.0
+    with pytest.raises(TypeError, match="colour"):
+        simulate_rods(colour="red")
+    with pytest.raises(TypeError):
+        simulate_rods(128, 60, 24, 16.0, 5.0, 0.15, 30, 0, 0.25)  # lattice_angle is keyword-only

@@ -3,8 +3,9 @@ import numpy as np
 import pytest
 import torch
 
+from rotdyn.evaluate.segmentation import time_train_step
 from rotdyn.networks import load_model, predict_proba, save_model
-from rotdyn.train import evaluate, fit_baseline, fit_member, split_indices, time_train_step
+from rotdyn.train import evaluate, fit_baseline, fit_member, split_indices
 
 KNOBS = dict(arch="dilnet", width=8, batch_size=4, lr=3e-3, device="cpu", bf16=False, threads=2)
 AUG = dict(rotate=True, flip=True)

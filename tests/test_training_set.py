@@ -337,3 +337,10 @@ def test_netcdf_round_trip(tmp_path, folder, kind):
         back = back.load()
     xr.testing.assert_identical(back, ds)
     assert back.images.dtype == np.float32 and back.masks.dtype == np.uint8
+
+
+def test_unreadable_file_is_a_training_set_error(tmp_path):
+    np.save(tmp_path / "a.npy", np.zeros((8, 8)))
+    (tmp_path / "a_mask.png").write_bytes(b"not a png")
+    with pytest.raises(TrainingSetError, match="a_mask.png: cannot read"):
+        from_labels(tmp_path, tile=8)

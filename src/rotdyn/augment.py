@@ -37,7 +37,32 @@ DEFAULTS = {
 
 
 def check_params(params: dict | None) -> dict:
-    """``params`` completed with :data:`DEFAULTS`; unknown keys are an error (typos)."""
+    """``params`` completed with :data:`DEFAULTS`; unknown keys are an error (typos).
+
+    Parameters
+    ----------
+    params : dict or None
+        Some of the keys of :data:`DEFAULTS` (see the module docstring).
+
+    Returns
+    -------
+    dict
+        Every key of :data:`DEFAULTS`.
+
+    Raises
+    ------
+    ValueError
+        For an unknown key, a negative value, ``scale >= 1`` or ``contrast > 1``.
+
+    Examples
+    --------
+    >>> check_params({"rotate": True})["rotate"], check_params(None) == DEFAULTS
+    (True, True)
+    >>> check_params({"rotation": True})
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown augmentation parameters ['rotation']; known: [...]
+    """
     params = dict(params or {})
     unknown = set(params) - set(DEFAULTS)
     if unknown:
@@ -66,6 +91,29 @@ def affine_matrices(angle_deg: torch.Tensor, flip_x: torch.Tensor, flip_y: torch
     the picture like ``torch.rot90(k=1)``. The rotation is built in pixel
     units, then converted to the normalised coordinates of ``affine_grid``,
     whose x and y units differ on non-square frames.
+
+    Parameters
+    ----------
+    angle_deg : Tensor
+        ``(B,)`` rotation angles, degrees.
+    flip_x, flip_y : Tensor
+        ``(B,)`` bool, mirror the columns / rows.
+    zoom : Tensor
+        ``(B,)`` magnification factors.
+    height, width : int
+        Frame size, px.
+
+    Returns
+    -------
+    Tensor
+        ``(B, 2, 3)`` float32.
+
+    Examples
+    --------
+    >>> import torch
+    >>> no = torch.zeros(1, dtype=torch.bool)
+    >>> affine_matrices(torch.tensor([90.0]), no, no, torch.ones(1), 8, 8).round().tolist()
+    [[[0.0, -1.0, 0.0], [1.0, 0.0, 0.0]]]
     """
     a = torch.deg2rad(angle_deg.float())
     cos, sin = torch.cos(a), torch.sin(a)
@@ -81,7 +129,33 @@ def affine_matrices(angle_deg: torch.Tensor, flip_x: torch.Tensor, flip_y: torch
 
 
 def warp(images: torch.Tensor, masks: torch.Tensor, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Resample images (bilinear) and masks (nearest) on the same grid, reflecting at the borders."""
+    """Resample images (bilinear) and masks (nearest) on the same grid, reflecting at the borders.
+
+    Parameters
+    ----------
+    images : Tensor
+        ``(B, 1, H, W)`` float.
+    masks : Tensor
+        ``(B, H, W)`` integer labels.
+    theta : Tensor
+        ``(B, 2, 3)`` from :func:`affine_matrices`.
+
+    Returns
+    -------
+    images, masks : Tensor
+        Resampled, same shapes and dtypes.
+
+    Examples
+    --------
+    The identity leaves both unchanged:
+
+    >>> import torch
+    >>> images, masks = torch.rand(1, 1, 4, 4), torch.randint(0, 3, (1, 4, 4))
+    >>> theta = torch.tensor([[[1.0, 0, 0], [0, 1.0, 0]]])
+    >>> out, labels = warp(images, masks, theta)
+    >>> bool(torch.allclose(out, images)), bool(torch.equal(labels, masks))
+    (True, True)
+    """
     grid = F.affine_grid(theta.to(images.device), list(images.shape), align_corners=False)
     images = F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
     labels = F.grid_sample(masks[:, None].float(), grid, mode="nearest", padding_mode="reflection",
@@ -90,7 +164,29 @@ def warp(images: torch.Tensor, masks: torch.Tensor, theta: torch.Tensor) -> tupl
 
 
 def rotate(images: torch.Tensor, masks: torch.Tensor, angle_deg: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rotate every image and mask by ``angle_deg`` (as ``torch.rot90`` for +90)."""
+    """Rotate every image and mask by ``angle_deg`` (as ``torch.rot90`` for +90).
+
+    Parameters
+    ----------
+    images, masks : Tensor
+        ``(B, 1, H, W)`` float and ``(B, H, W)`` integer.
+    angle_deg : float
+        Degrees.
+
+    Returns
+    -------
+    images, masks : Tensor
+
+    Examples
+    --------
+    >>> import torch
+    >>> images, masks = torch.rand(1, 1, 4, 4), torch.randint(0, 3, (1, 4, 4))
+    >>> out, labels = rotate(images, masks, 90)
+    >>> bool(torch.allclose(out, torch.rot90(images, 1, (2, 3)), atol=1e-5))
+    True
+    >>> bool(torch.equal(labels, torch.rot90(masks, 1, (1, 2))))
+    True
+    """
     b, _, h, w = images.shape
     no = torch.zeros(b, dtype=torch.bool)
     theta = affine_matrices(torch.full((b,), float(angle_deg)), no, no, torch.ones(b), h, w)
@@ -110,7 +206,29 @@ def _geometry(images, masks, p, generator):
 
 
 def gaussian_blur(images: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """Blur each image ``(B, 1, H, W)`` with its own Gaussian ``sigma`` (pixels), reflecting at edges."""
+    """Blur each image ``(B, 1, H, W)`` with its own Gaussian ``sigma`` (pixels), reflecting at edges.
+
+    Parameters
+    ----------
+    images : Tensor
+        ``(B, C, H, W)`` float.
+    sigma : Tensor
+        ``(B,)`` sd of each image's kernel, px; about 0 leaves the image as it is.
+
+    Returns
+    -------
+    Tensor
+        Same shape; the kernel is normalised, so the mean is kept.
+
+    Examples
+    --------
+    >>> import torch
+    >>> point = torch.zeros(2, 1, 9, 9)
+    >>> point[:, :, 4, 4] = 1
+    >>> out = gaussian_blur(point, torch.tensor([0.0, 1.0]))
+    >>> round(float(out[0].max()), 3), round(float(out[1].max()), 3), round(float(out[1].sum()), 3)
+    (1.0, 0.159, 1.0)
+    """
     b, c, h, w = images.shape
     radius = max(1, math.ceil(3 * float(sigma.max())))
     radius = min(radius, h - 1, w - 1)
@@ -166,6 +284,33 @@ def augment(images: torch.Tensor, masks: torch.Tensor, params: dict | None,
 
     Geometry is shared by image and mask; intensity changes apply to images
     only. With every switch off the inputs come back unchanged.
+
+    Parameters
+    ----------
+    images, masks : Tensor
+        The batch.
+    params : dict or None
+        See the module docstring (:func:`check_params`).
+    generator : torch.Generator
+        The source of every random draw, on the batch's device.
+
+    Returns
+    -------
+    images, masks : Tensor
+
+    Examples
+    --------
+    The same seed gives the same augmentation:
+
+    >>> import torch
+    >>> images, masks = torch.rand(2, 1, 8, 8), torch.randint(0, 2, (2, 8, 8))
+    >>> p = {"rotate": True, "flip": True, "gaussian_noise": 0.1}
+    >>> a = augment(images, masks, p, torch.Generator().manual_seed(0))
+    >>> b = augment(images, masks, p, torch.Generator().manual_seed(0))
+    >>> bool(torch.equal(a[0], b[0])), bool(torch.equal(a[1], b[1]))
+    (True, True)
+    >>> augment(images, masks, None, torch.Generator())[0] is images
+    True
     """
     p = check_params(params)
     if p["rotate"] or p["flip"] or p["scale"]:

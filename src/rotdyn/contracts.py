@@ -140,6 +140,21 @@ def transition_names(nmf) -> list[str]:
     return [str(n)[len(TRANSITION):] for n in nmf.data_vars if str(n).startswith(TRANSITION)]
 
 
+def track_column(columns) -> str:
+    """The track id column of a table: :data:`TRACK`, or trackpy's :data:`TRACKPY_TRACK` in older tables.
+
+    Examples
+    --------
+    >>> track_column(["frame", "x", "y", "track", "particle"]), track_column(["frame", "particle"])
+    ('track', 'particle')
+    """
+    columns = [str(c) for c in columns]
+    for name in (TRACK, TRACKPY_TRACK):
+        if name in columns:
+            return name
+    raise KeyError(f"no track id column ({TRACK!r} or {TRACKPY_TRACK!r}) in {columns}")
+
+
 def density_names(kde) -> list[str]:
     """The latents that ``kde.nc`` holds a density map of.
 

@@ -52,7 +52,16 @@ _S_PER_UNIT = {"s": 1.0, "sec": 1.0, "second": 1.0, "seconds": 1.0, "ms": 1e-3, 
 
 
 class MovieReadError(Exception):
-    """Raised with a message that names the file and the problem."""
+    """Raised with a message that names the file and the problem.
+
+    Examples
+    --------
+    >>> try:
+    ...     read_movie("no/such/movie.tif")
+    ... except MovieReadError as exc:
+    ...     print(exc)
+    no/such/movie.tif: no such file or folder
+    """
 
 
 @dataclass
@@ -68,6 +77,12 @@ class Movie:
     format : format name, e.g. ``"tiff"``, ``"asd"``, ``"frames-folder"``.
     modality : ``"AFM"``, ``"EM"`` or ``"unknown"`` (a file's ``modality`` attribute wins).
     metadata : small JSON-serialisable extras: channel, original dtype and shape, axes, units.
+
+    Examples
+    --------
+    >>> movie = Movie(np.zeros((2, 4, 4), np.float32), 0.5, None, "m.npy", "npy", "unknown")
+    >>> movie.frames.shape, movie.pixel_size_nm, movie.metadata
+    ((2, 4, 4), 0.5, {})
     """
 
     frames: np.ndarray
@@ -112,6 +127,11 @@ def movie_stem(path: str | os.PathLike) -> str:
     Returns
     -------
     str, e.g. ``"b"`` for ``"a/b.h5-jpk"`` or ``"a/b.ome.tif"``.
+
+    Examples
+    --------
+    >>> movie_stem("a/b.h5-jpk"), movie_stem("a/b.ome.tif"), movie_stem("a/c.v2.npy")
+    ('b', 'b', 'c.v2')
     """
     path = Path(path)
     if path.is_dir():
@@ -128,6 +148,19 @@ def is_supported(path: str | os.PathLike) -> bool:
 
     A path that is not a folder is judged by its suffix alone, so this also
     answers for files that do not exist yet.
+
+    Parameters
+    ----------
+    path : file or folder.
+
+    Returns
+    -------
+    bool
+
+    Examples
+    --------
+    >>> is_supported("future/movie.asd"), is_supported("notes.docx")
+    (True, False)
     """
     path = Path(path)
     if path.is_dir():
@@ -150,6 +183,14 @@ def probe_movie(path: str | os.PathLike, channel: str | int | None = None) -> tu
     Raises
     ------
     MovieReadError if the file cannot be read or holds no image stack.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "m.npy"
+    >>> np.save(path, np.zeros((5, 6, 7), np.uint16))
+    >>> probe_movie(path)
+    (5, 6, 7)
     """
     fmt = _format(path)
     with _errors_named(path, fmt):
@@ -176,6 +217,19 @@ def read_movie(path: str | os.PathLike, channel: str | int | None = None) -> Mov
     Raises
     ------
     MovieReadError naming the file and the problem, for any failure.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "m.tif"
+    >>> stack = np.arange(2 * 6 * 5, dtype=np.uint16).reshape(2, 6, 5)
+    >>> tifffile.imwrite(path, stack, imagej=True, photometric="minisblack", resolution=(2.0, 2.0),
+    ...                  metadata={"axes": "TYX", "unit": "um", "finterval": 0.25})
+    >>> movie = read_movie(path)
+    >>> movie.frames.shape, movie.frames.dtype, float(movie.frames[1, 0, 0])
+    ((2, 6, 5), dtype('float32'), 30.0)
+    >>> movie.format, movie.pixel_size_nm, movie.frame_interval_s
+    ('tiff', 500.0, 0.25)
     """
     fmt = _format(path)
     with _errors_named(path, fmt):
@@ -510,15 +564,21 @@ def _collect_dataset(shapes: dict, name: str, obj) -> None:
 # ----------------------------------------------------------------------------- image frames, GIF, video
 
 
-def _natural_key(name: str):
-    """Sort key putting frame_2 before frame_10 (digits compare as numbers)."""
+def natural_key(name: str) -> list:
+    """Sort key putting frame_2 before frame_10 (digits compare as numbers, letters ignore case).
+
+    Examples
+    --------
+    >>> sorted(["frame_10.png", "Frame_2.png", "frame_1.png"], key=natural_key)
+    ['frame_1.png', 'Frame_2.png', 'frame_10.png']
+    """
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
 def _frame_files(folder: Path) -> list[Path]:
     files = [p for p in folder.iterdir()
              if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in FRAME_SUFFIXES]
-    return sorted(files, key=lambda p: _natural_key(p.name))
+    return sorted(files, key=lambda p: natural_key(p.name))
 
 
 def _one_frame(path: Path, lazy: bool) -> _Raw:
@@ -589,6 +649,121 @@ def _video_frame_count(path: Path, meta: dict) -> int:
     import imageio_ffmpeg  # no header count: let ffmpeg count (it decodes, so slower)
 
     return int(imageio_ffmpeg.count_frames_and_secs(str(path))[0])
+
+
+# ----------------------------------------------------------------------------- single images and masks
+
+
+def _read_pixels(path: Path, mask: bool = False) -> np.ndarray:
+    """Raw pixel array of one image file (.npy, .tif/.tiff, or any format Pillow reads).
+
+    A palette PNG mask is read as its palette indices: label tools store
+    class ``k`` as index ``k`` with a colour to show it, and the colour is not the label.
+    """
+    try:
+        suffix = path.suffix.lower()
+        if suffix == ".npy":
+            data = np.load(path, allow_pickle=False)
+        elif suffix in (".tif", ".tiff"):
+            data = tifffile.imread(path)
+        else:
+            import imageio.v3 as iio
+            from PIL import Image
+
+            with Image.open(path) as im:
+                palette = im.mode == "P"
+            data = iio.imread(path, plugin="pillow", mode="P" if mask and palette else None)
+    except Exception as exc:
+        raise MovieReadError(f"{path}: cannot read: {type(exc).__name__}: {exc}") from exc
+    data = np.asarray(data)
+    _check_dtype(path, data.dtype)
+    return data
+
+
+def _is_colour(data: np.ndarray) -> bool:
+    """A trailing axis of 2-4 samples on a 2-D image or a stack of them is colour."""
+    if data.ndim == 4:
+        return 1 <= data.shape[-1] <= 4
+    return data.ndim == 3 and 2 <= data.shape[-1] <= 4 < min(data.shape[:2])
+
+
+def _image_stack(data: np.ndarray, path: Path) -> np.ndarray:
+    """``(frame, y, x[, colour])`` view of 2-D or 3-D data; MovieReadError otherwise."""
+    spatial = data.ndim - _is_colour(data)
+    if spatial not in (2, 3) or 0 in data.shape:
+        raise MovieReadError(f"{path}: data of shape {data.shape}; expected (y, x), (y, x, colour) "
+                             "or a stack (frame, y, x)")
+    return data[None] if spatial == 2 else data
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """One image file (or stack) as ``(frame, y, x)`` float32, e.g. a labelled training image.
+
+    Unlike :func:`read_movie`, a trailing axis of 2-4 samples is read as
+    colour whenever the image is larger than 4 px, whatever the format.
+
+    Parameters
+    ----------
+    path : ``.npy``, ``.tif`` / ``.tiff`` or an image Pillow reads (PNG, JPEG, ...).
+
+    Returns
+    -------
+    (T, Y, X) float32; colour becomes BT.709 luminance (grey + alpha: the grey).
+
+    Raises
+    ------
+    MovieReadError naming the file.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "rgb.npy"
+    >>> np.save(path, np.full((8, 8, 3), [10, 20, 30], np.uint8))
+    >>> image = read_image(path)
+    >>> image.shape, image.dtype, round(float(image[0, 0, 0]), 3)
+    ((1, 8, 8), dtype('float32'), 18.596)
+    """
+    path = Path(path)
+    data = _image_stack(_read_pixels(path), path)
+    return _luminance(data) if _is_colour(data) else data.astype(np.float32)
+
+
+def read_mask(path: str | os.PathLike) -> np.ndarray:
+    """One mask file as ``(frame, y, x)`` labels, values and dtype exactly as stored.
+
+    Label values are never converted to floats (a float file stays float, for
+    the caller to check). A palette PNG gives its palette indices; a colour
+    mask is accepted only if its colour samples are equal (grey saved as RGB).
+
+    Parameters
+    ----------
+    path : as for :func:`read_image`.
+
+    Returns
+    -------
+    (T, Y, X) array of the file's dtype.
+
+    Raises
+    ------
+    MovieReadError naming the file.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "m_mask.npy"
+    >>> np.save(path, np.array([[0, 2], [300, 1]], np.uint16))
+    >>> mask = read_mask(path)
+    >>> mask.dtype, mask.tolist()
+    (dtype('uint16'), [[[0, 2], [300, 1]]])
+    """
+    path = Path(path)
+    data = _image_stack(_read_pixels(path, mask=True), path)
+    if not _is_colour(data):
+        return data
+    grey = data[..., : min(data.shape[-1], 3)]
+    if data.shape[-1] > 2 and np.any(grey != grey[..., :1]):
+        raise MovieReadError(f"{path}: colour mask; save class labels as a single-channel image")
+    return data[..., 0]
 
 
 # ----------------------------------------------------------------------------- AFM (AFMReader)

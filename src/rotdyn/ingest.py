@@ -51,9 +51,31 @@ def run(job) -> None:
 def load_movie(path: str | os.PathLike, settings: dict) -> "xr.Dataset":
     """Read and preprocess one movie into the ``movie.nc`` dataset.
 
-    ``settings`` is :func:`movie_settings`' result. Pixel size and frame
-    interval come from the file unless the settings give them. ``flatten:
-    auto`` flattens AFM movies only.
+    Parameters
+    ----------
+    path : movie file or folder of frames (:func:`rotdyn.formats.read_movie`).
+    settings : :func:`rotdyn.movies.movie_settings`' result. Pixel size and
+        frame interval come from the file unless the settings give them;
+        ``flatten: auto`` flattens AFM movies only.
+
+    Returns
+    -------
+    xarray.Dataset with ``frames(frame, y, x)``, ``shift_y``, ``shift_x`` and
+    ``usable`` per frame, coordinate ``time`` (s) when the interval is known,
+    and the settings and calibration as attrs.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> path = Path(tempfile.mkdtemp()) / "m.npy"
+    >>> np.save(path, np.arange(4 * 3 * 3, dtype=np.float32).reshape(4, 3, 3))
+    >>> settings = {"flatten": "auto", "normalize": "none", "drift_correction": False,
+    ...             "drift_reference": "previous", "first_frame": 1, "last_frame": 2,
+    ...             "frame_interval_s": 0.5}
+    >>> ds = load_movie(path, settings)
+    >>> ds.frame.values.tolist(), ds.time.values.tolist(), float(ds.frames[0, 0, 0])
+    ([1, 2], [0.5, 1.0], 9.0)
     """
     movie = read_movie(path, channel=settings.get("channel"))
     flatten = settings["flatten"]

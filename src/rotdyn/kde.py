@@ -33,23 +33,31 @@ cutting the circle open in the middle of its widest empty arc (so it does not
 depend on where +-pi falls). Normal-reference rules oversmooth multimodal
 data: with six orientation variants and a few thousand particles ``"scott"``
 gives ~0.3-0.4 rad; pass a number (e.g. 0.1 rad) to resolve sharp peaks.
+
+Timing and synthetic latents for benchmarks live in :mod:`rotdyn.evaluate.kde`.
+
+References
+----------
+.. [1] S. V. Kalinin, S. Zhang, M. Valletti, H. Pyles, D. Baker, J. J. De Yoreo,
+   M. Ziatdinov, "Disentangling Rotational Dynamics and Ordering Transitions in
+   a System of Self-Organizing Protein Nanorods via Rotationally Invariant
+   Latent Representations", ACS Nano 15, 6471-6480 (2021).
+   doi:10.1021/acsnano.0c08914 (paper 000)
 """
 from __future__ import annotations
 
 import logging
-import time
 
 import numpy as np
 import xarray as xr
 from scipy.special import i0e
 
-from .store import provenance
+from .contracts import CIRCULAR, DENSITY, DETECTION, POSE, is_latent, latent_names, z_labels
 from .store import provenance, write_netcdf
 
 log = logging.getLogger(__name__)
 
 RULES = ("scott", "silverman")
-CIRCULAR = ("angle",)
 MARGIN = 3.0  # linear grids extend this many bandwidths beyond the data
 FALLBACK_BANDWIDTH = 0.1  # units of the variable, when a rule is undefined (no spread)
 TAIL = 1e-6  # kernels are cut where they fall below this fraction of their peak
@@ -57,32 +65,42 @@ _CHUNK_ELEMENTS = 1 << 16  # kernel values evaluated per step (small enough to s
 
 
 # ----------------------------------------------------------------- variables
-def latent_names(latents: xr.Dataset) -> list[str]:
-    """Names of the latent variables of ``latents``: ``angle, dx, dy, z1 .. zk``."""
-    names = [name for name in ("angle", "dx", "dy") if name in latents]
-    if "z" in latents:
-        names += [f"z{label}" for label in _z_labels(latents)]
-    return names
-
-
-def _z_labels(latents):
-    k = latents["z"].shape[1] if latents["z"].ndim == 2 else 0
-    if "latent" in latents.coords:
-        return [int(v) for v in latents["latent"].values]
-    return list(range(1, k + 1))
-
-
 def latent_values(latents: xr.Dataset, name: str) -> np.ndarray:
-    """Values (one per particle, float64) of latent variable ``name`` (see :func:`latent_names`)."""
-    if name in ("angle", "dx", "dy") and name in latents:
+    """Values (one per particle, float64) of latent variable ``name`` of ``latents.nc``.
+
+    Parameters
+    ----------
+    latents : xr.Dataset
+        ``latents.nc``: ``angle``, ``dx``, ``dy`` and ``z(particle, latent)``.
+    name : str
+        A latent name (:func:`rotdyn.contracts.latent_names`): ``angle``,
+        ``dx``, ``dy`` or ``z<l>``, ``l`` a label of the ``latent`` coordinate.
+
+    Returns
+    -------
+    numpy.ndarray
+        One float64 value per particle.
+
+    Raises
+    ------
+    ValueError
+        When ``latents`` has no latent ``name``.
+
+    Examples
+    --------
+    >>> ds = xr.Dataset({"angle": ("particle", [0.5, 1.0]), "z": (("particle", "latent"), [[1, 2], [3, 4]])},
+    ...                 coords={"latent": [1, 2]})
+    >>> latent_values(ds, "z2")
+    array([2., 4.])
+    >>> latent_values(ds, "angle").dtype
+    dtype('float64')
+    """
+    if name in POSE and name in latents:
         return np.asarray(latents[name].values, np.float64)
-    if name.startswith("z") and "z" in latents:
-        labels = _z_labels(latents)
-        try:
-            column = labels.index(int(name[1:]))
-        except ValueError:
-            raise ValueError(f"no latent {name!r}; latents has {latent_names(latents)}") from None
-        return np.asarray(latents["z"].values[:, column], np.float64)
+    if is_latent(name) and name not in POSE and "z" in latents:
+        labels = z_labels(latents)
+        if int(name[1:]) in labels:
+            return np.asarray(latents["z"].values[:, labels.index(int(name[1:]))], np.float64)
     raise ValueError(f"no latent {name!r}; latents has {latent_names(latents)}")
 
 
@@ -115,6 +133,16 @@ def rule_bandwidth(values, rule: str = "scott", circular: bool = False, dims: in
     float
         The bandwidth; :data:`FALLBACK_BANDWIDTH` (with a warning) when the
         values have no spread, NaN when there are none.
+
+    Examples
+    --------
+    >>> values = np.arange(32.0)  # sd 9.38, 32 ** (-1/5) = 0.5
+    >>> round(rule_bandwidth(values), 3)
+    4.69
+    >>> rule_bandwidth([0.0, 0.0])  # no spread: the fallback
+    0.1
+    >>> round(rule_bandwidth([3.1, -3.1], circular=True), 3)  # 0.08 rad apart across the wrap, not 6.2
+    0.051
     """
     if rule not in RULES:
         raise ValueError(f"bandwidth rule must be one of {RULES} or a number, got {rule!r}")
@@ -144,12 +172,24 @@ def _bandwidth(values, bandwidth, circular, dims=1) -> float:
 
 # ----------------------------------------------------------------- kernels
 def angle_grid(grid_points: int) -> np.ndarray:
-    """The circular grid: ``grid_points`` angles from -pi, spacing 2 pi / grid_points (pi excluded)."""
+    """The circular grid: ``grid_points`` angles from -pi, spacing 2 pi / grid_points (pi excluded).
+
+    Examples
+    --------
+    >>> np.degrees(angle_grid(4))
+    array([-180.,  -90.,    0.,   90.])
+    """
     return -np.pi + 2 * np.pi * np.arange(grid_points) / grid_points
 
 
 def linear_grid(values, h: float, grid_points: int) -> np.ndarray:
-    """Grid from min - 3 h to max + 3 h of the finite ``values`` (-1..1 when there are none)."""
+    """Grid from min - 3 h to max + 3 h of the finite ``values`` (-1..1 when there are none).
+
+    Examples
+    --------
+    >>> linear_grid([0.0, 1.0, np.nan], 0.5, 6)
+    array([-1.5, -0.7,  0.1,  0.9,  1.7,  2.5])
+    """
     v = np.asarray(values, np.float64)
     v = v[np.isfinite(v)]
     if v.size == 0 or not np.isfinite(h):
@@ -171,8 +211,30 @@ def _kernel_at(d: np.ndarray, h: float, circular: bool) -> np.ndarray:
     return np.exp(-0.5 * (d / h) ** 2) / (h * np.sqrt(2 * np.pi))
 
 
-def _integral(density: np.ndarray, grid: np.ndarray, circular: bool) -> np.ndarray:
-    """Integral over the grid along the last axis (periodic rectangle rule on the circle)."""
+def grid_integral(density: np.ndarray, grid: np.ndarray, circular: bool) -> np.ndarray:
+    """Integral over the grid along the last axis (periodic rectangle rule on the circle).
+
+    Parameters
+    ----------
+    density : numpy.ndarray
+        Values on ``grid`` along the last axis.
+    grid : numpy.ndarray
+        The grid (:func:`angle_grid` when ``circular``, else increasing).
+    circular : bool
+        The grid covers the circle once: every point weighs ``2 pi / len(grid)``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``density`` integrated over its last axis.
+
+    Examples
+    --------
+    >>> float(grid_integral(np.ones(8), angle_grid(8), True)) == 2 * np.pi
+    True
+    >>> float(grid_integral(np.array([0.0, 1.0, 2.0]), np.array([0.0, 1.0, 2.0]), False))
+    2.0
+    """
     if circular:
         return density.sum(-1) * (2 * np.pi / grid.size)
     return np.trapezoid(density, grid, axis=-1)
@@ -229,7 +291,7 @@ def _frame_densities(index, values, n_frames, grid, h, circular) -> np.ndarray:
             out[:, columns[first:first + g]] += ext[:, first:first + g]
     else:
         out = ext[:, pad:pad + g].copy()
-    mass = _integral(out, grid, circular)
+    mass = grid_integral(out, grid, circular)
     nonzero = mass > 0
     out[nonzero] /= mass[nonzero, None]  # exactly 1 on the grid (kernel tails beyond it are dropped)
     return out
@@ -256,7 +318,7 @@ def kde_maps(latents: xr.Dataset, frames, *, grid_points: int = 181, bandwidth="
         kernel sd in the variable's units (rad for the angle); a dict maps
         variable names to either, unlisted variables taking ``"scott"``.
     variables : list of str, optional
-        Latent variables to estimate (default: all, see :func:`latent_names`).
+        Latent variables to estimate (default: all, see :func:`rotdyn.contracts.latent_names`).
 
     Returns
     -------
@@ -272,6 +334,21 @@ def kde_maps(latents: xr.Dataset, frames, *, grid_points: int = 181, bandwidth="
         latents' ``frame_interval_s`` and ``pixel_size_nm`` are carried over.
         Particles with a non-finite value of a variable are left out of that
         variable's density only.
+
+    Examples
+    --------
+    Two frames of two particles each (frame 7 has none), fixed bandwidths:
+
+    >>> latents = xr.Dataset({"frame": ("particle", [5, 5, 6, 6]), "angle": ("particle", [0.5, 0.5, -2.0, -2.0]),
+    ...                       "z": (("particle", "latent"), [[0.0], [0.0], [1.0], [1.0]])}, coords={"latent": [1]})
+    >>> kde = kde_maps(latents, [5, 6, 7], grid_points=72, bandwidth={"angle": 0.1, "z1": 0.2})
+    >>> kde.attrs["variables"], kde["count"].values.tolist()
+    ('angle z1', [2, 2, 0])
+    >>> peak = kde["density_angle"].idxmax("angle_grid")  # the angle of each frame's peak
+    >>> np.round(peak.values[:2], 2).tolist()
+    [0.52, -2.01]
+    >>> np.round(grid_integral(kde["density_z1"].values, kde["z1_grid"].values, False), 6).tolist()
+    [1.0, 1.0, 0.0]
     """
     frames = np.asarray(frames, dtype=np.int64).ravel()
     if frames.size == 0:
@@ -282,7 +359,7 @@ def kde_maps(latents: xr.Dataset, frames, *, grid_points: int = 181, bandwidth="
     if grid_points < 3:
         raise ValueError(f"grid_points must be >= 3, got {grid_points}")
     names = latent_names(latents) if variables is None else list(variables)
-    particle_frame = np.asarray(latents["frame"].values, np.int64) if latents.sizes.get("particle", 0) else \
+    particle_frame = np.asarray(latents["frame"].values, np.int64) if latents.sizes.get(DETECTION, 0) else \
         np.zeros(0, np.int64)
     order = np.argsort(frames)
     pos = np.searchsorted(frames[order], particle_frame)
@@ -310,7 +387,7 @@ def kde_maps(latents: xr.Dataset, frames, *, grid_points: int = 181, bandwidth="
             if np.isfinite(h) else np.zeros((frames.size, grid_points))
         units = "rad" if circular else latents[name].attrs.get("units", "") if name in latents else ""
         coords[f"{name}_grid"] = (f"{name}_grid", grid, {"units": units} if units else {})
-        data[f"density_{name}"] = (("frame", f"{name}_grid"), dens,
+        data[f"{DENSITY}{name}"] = (("frame", f"{name}_grid"), dens,
                                    {"long_name": f"kernel density of {name} per frame",
                                     "units": f"1/{units}" if units else "1"})
         attrs[f"bandwidth_{name}"] = float(h)
@@ -338,7 +415,7 @@ def joint_density(latents: xr.Dataset, x: str = "angle", y: str = "z1", grid=(12
     latents : xr.Dataset
         ``latents.nc``.
     x, y : str
-        Latent variables (see :func:`latent_names`).
+        Latent variables (see :func:`rotdyn.contracts.latent_names`).
     grid : (int, int)
         Grid points along ``x`` and ``y``.
     bandwidth : rule, float or (x, y) pair of them
@@ -350,6 +427,21 @@ def joint_density(latents: xr.Dataset, x: str = "angle", y: str = "z1", grid=(12
         ``density_<x>_<y>`` with dims ``(<y>_grid, <x>_grid)`` (so ``.plot()``
         puts ``x`` on the horizontal axis), integrating to 1 over the grid;
         attrs ``bandwidth_<x>``, ``bandwidth_<y>``, ``count``.
+
+    References
+    ----------
+    .. [1] Kalinin et al., ACS Nano 15, 6471-6480 (2021), doi:10.1021/acsnano.0c08914
+       (paper 000; full reference in the module docstring).
+
+    Examples
+    --------
+    >>> latents = xr.Dataset({"angle": ("particle", [1.0, 1.0, 1.0]), "z": (("particle", "latent"), [[2.0]] * 3)})
+    >>> d = joint_density(latents, "angle", "z1", grid=(36, 21), bandwidth=0.2)
+    >>> d.name, d.dims, d.attrs["count"]
+    ('density_angle_z1', ('z1_grid', 'angle_grid'), 3)
+    >>> iy, ix = np.unravel_index(int(np.argmax(d.values)), d.shape)  # the peak: angle 60 deg (nearest 1 rad), z1 2
+    >>> round(float(np.degrees(d["angle_grid"][ix]))), round(float(d["z1_grid"][iy]), 6)
+    (60, 2.0)
     """
     vx, vy = latent_values(latents, x), latent_values(latents, y)
     keep = np.isfinite(vx) & np.isfinite(vy)
@@ -365,7 +457,7 @@ def joint_density(latents: xr.Dataset, x: str = "angle", y: str = "z1", grid=(12
         for start in range(0, vx.size, chunk):
             sl = slice(start, start + chunk)
             dens += _kernel(vy[sl], gy, hy, cy).T @ _kernel(vx[sl], gx, hx, cx)
-        mass = _integral(_integral(dens, gx, cx), gy, cy)
+        mass = grid_integral(grid_integral(dens, gx, cx), gy, cy)
         dens /= mass
     return xr.DataArray(
         dens, dims=(f"{y}_grid", f"{x}_grid"), coords={f"{y}_grid": gy, f"{x}_grid": gx},
@@ -373,44 +465,32 @@ def joint_density(latents: xr.Dataset, x: str = "angle", y: str = "z1", grid=(12
         attrs={f"bandwidth_{x}": float(hx), f"bandwidth_{y}": float(hy), "count": int(vx.size)})
 
 
-# ----------------------------------------------------------------- benchmark
-def synthetic_latents(n_frames: int = 300, per_frame: int = 200, k: int = 2, seed: int = 0) -> xr.Dataset:
-    """A ``latents.nc``-like dataset of ``n_frames * per_frame`` random particles (benchmarks, tests)."""
-    rng = np.random.default_rng(seed)
-    n = n_frames * per_frame
-    variants = -np.pi + np.pi / 3 * rng.integers(0, 6, n) + 0.25
-    angle = np.mod(variants + rng.normal(0, 0.05, n) + np.pi, 2 * np.pi) - np.pi
-    return xr.Dataset(
-        {"angle": ("particle", angle), "dx": ("particle", rng.normal(0, 0.5, n)),
-         "dy": ("particle", rng.normal(0, 0.5, n)), "z": (("particle", "latent"), rng.normal(0, 1, (n, k))),
-         "frame": ("particle", np.repeat(np.arange(n_frames), per_frame))},
-        coords={"particle": np.arange(n), "latent": np.arange(1, k + 1)})
-
-
-def time_kde(n_frames: int = 300, per_frame: int = 200, repeat: int = 3, seed: int = 0, **kwargs) -> dict:
-    """Wall time of :func:`kde_maps` on :func:`synthetic_latents` (best of ``repeat``).
-
-    Returns
-    -------
-    dict
-        ``seconds`` (best), ``n_frames``, ``per_frame``, ``particles``,
-        ``variables``, ``grid_points``.
-    """
-    latents = synthetic_latents(n_frames, per_frame, seed=seed)
-    frames = np.arange(n_frames)
-    best = np.inf
-    for _ in range(max(1, repeat)):
-        start = time.perf_counter()
-        out = kde_maps(latents, frames, **kwargs)
-        best = min(best, time.perf_counter() - start)
-    return {"seconds": best, "n_frames": n_frames, "per_frame": per_frame, "particles": n_frames * per_frame,
-            "variables": out.attrs["variables"], "grid_points": int(out.attrs["grid_points"])}
-
-
 def run(job) -> None:
     """Entry of rule ``kde``: per-frame densities of every latent of ``job.input.latents``.
 
-    ``job.params.kde`` is the ``kde`` config section; the frames come from ``job.input.movie``.
+    Parameters
+    ----------
+    job : snakemake job or :class:`rotdyn.jobs.Job`
+        ``input.latents`` (``latents.nc``), ``input.movie`` (``movie.nc``, for
+        its frame numbers), ``output[0]`` (``kde.nc``, see :func:`kde_maps`),
+        ``params.kde`` (the ``kde`` config section: ``grid_points``,
+        ``bandwidth``, ``angle_bandwidth``).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from rotdyn.jobs import job
+    >>> folder = tempfile.mkdtemp()
+    >>> files = {name: os.path.join(folder, f"{name}.nc") for name in ("latents", "movie", "kde")}
+    >>> write_netcdf(xr.Dataset({"frame": ("particle", [0, 0, 1]), "angle": ("particle", [0.0, 0.1, 2.0])}),
+    ...              files["latents"])
+    >>> write_netcdf(xr.Dataset(coords={"frame": [0, 1, 2]}), files["movie"])
+    >>> settings = {"grid_points": 90, "bandwidth": "scott", "angle_bandwidth": 0.2}
+    >>> run(job("kde", input={"latents": files["latents"], "movie": files["movie"]}, output=[files["kde"]],
+    ...         params={"kde": settings}))
+    >>> with xr.open_dataset(files["kde"]) as kde:
+    ...     kde["count"].values.tolist(), float(kde.attrs["bandwidth_angle"])
+    ([2, 1, 0], 0.2)
     """
     p = job.params.kde
     with xr.open_dataset(job.input.latents) as latents, xr.open_dataset(job.input.movie) as movie:

@@ -32,20 +32,18 @@ clockwise from +x as displayed (y up on screen).
 """
 from __future__ import annotations
 
+import inspect
 import logging
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 from scipy import ndimage
-from scipy.optimize import linear_sum_assignment
-from scipy.spatial import cKDTree
 from skimage.feature import peak_local_max
 from skimage.measure import regionprops_table
 from skimage.morphology import h_maxima, reconstruction
 from skimage.segmentation import expand_labels, watershed
 
-from .store import provenance
 from .store import provenance, write_netcdf
 
 log = logging.getLogger(__name__)
@@ -57,8 +55,6 @@ COLUMNS = {  # name -> dtype of one row per particle, as locate_frame returns th
     "class": np.int64, "mean_probability": np.float64, "mean_variance": np.float64,
     "touches_edge": bool,
 }
-LOCATE_DEFAULTS = dict(threshold=0.5, split="valley", min_valley=0.25, smooth=1.0, marker_threshold=0.9,
-                       min_distance=3, min_marker_area=4, min_area=10, max_area=None, edge_margin=1)
 
 
 # ------------------------------------------------------------------ one frame
@@ -68,6 +64,24 @@ def axis_angle_from_skimage(orientation):
     skimage measures the major axis from the row axis (+y down): its direction
     is ``(d_row, d_col) = (cos o, sin o)``. The project angle of that direction
     is ``atan2(-d_row, d_col) = o - pi/2``; as an axis it is taken modulo pi.
+
+    Parameters
+    ----------
+    orientation : float or array_like
+        skimage's angle of the major axis from the row axis, radians, in [-pi/2, pi/2].
+
+    Returns
+    -------
+    ndarray
+        The axis angle, radians in [0, pi), counter-clockwise from +x as displayed.
+
+    Examples
+    --------
+    A vertical axis (along the rows) is at 90 deg, a horizontal one at 0:
+
+    >>> import numpy as np
+    >>> np.degrees(axis_angle_from_skimage([0.0, np.pi / 2, -np.pi / 4])).round(1).tolist()
+    [90.0, 0.0, 45.0]
     """
     angle = np.mod(np.asarray(orientation, dtype=float) + np.pi / 2, np.pi)
     return np.where(angle >= np.pi, 0.0, angle)  # mod of a tiny negative rounds up to pi
@@ -221,6 +235,17 @@ def locate_frame(mean, variance, classes, *, threshold=0.5, split="valley", min_
         particle, and its ``eccentricity``; ``orientation``, the major axis
         angle in [0, pi) (project convention); ``class``;
         ``mean_probability, mean_variance`` over its pixels; ``touches_edge``.
+
+    Examples
+    --------
+    One horizontal 3 x 10 px rod of class 1:
+
+    >>> import numpy as np
+    >>> mean = np.zeros((1, 16, 16), np.float32)
+    >>> mean[0, 4:7, 3:13] = 1.0
+    >>> rod = locate_frame(mean, np.zeros_like(mean), [1]).iloc[0]
+    >>> float(rod.x), float(rod.y), int(rod.area), int(rod["class"]), round(float(rod.orientation), 3)
+    (7.5, 5.0, 30, 1, 0.0)
     """
     _check(split, threshold, marker_threshold, min_valley)
     mean = np.nan_to_num(np.asarray(mean, np.float32), nan=0.0)
@@ -243,6 +268,12 @@ def locate_frame(mean, variance, classes, *, threshold=0.5, split="valley", min_
     if max_area is not None:
         keep &= table["area"] <= max_area
     return table[keep].reset_index(drop=True)
+
+
+#: The settings of :func:`locate_frame` with their defaults, read off its
+#: signature so that the two never disagree.
+LOCATE_DEFAULTS = {name: p.default for name, p in inspect.signature(locate_frame).parameters.items()
+                   if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
 
 # ------------------------------------------------------------------ the movie
@@ -272,7 +303,8 @@ def locate(prob: xr.Dataset, **params) -> xr.Dataset:
         ``mean`` and ``variance`` on ``(frame, class, y, x)``; ``class`` holds
         the foreground class labels.
     **params
-        Keyword arguments of :func:`locate_frame`.
+        Keyword arguments of :func:`locate_frame` (:data:`LOCATE_DEFAULTS`
+        for those not given).
 
     Returns
     -------
@@ -281,10 +313,33 @@ def locate(prob: xr.Dataset, **params) -> xr.Dataset:
         the columns of :func:`locate_frame` (``touches_edge`` as int8 0/1);
         attrs: those of ``prob`` plus every parameter used. Frames that are
         entirely zero or NaN give no particles and are named in one warning.
+
+    Raises
+    ------
+    TypeError
+        For a parameter :func:`locate_frame` does not know (a typo in the config).
+
+    Examples
+    --------
+    Two frames, the rod moving one pixel right:
+
+    >>> import numpy as np, xarray as xr
+    >>> mean = np.zeros((2, 1, 16, 16), np.float32)
+    >>> mean[0, 0, 4:7, 3:13] = mean[1, 0, 4:7, 4:14] = 1.0
+    >>> prob = xr.Dataset({"mean": (("frame", "class", "y", "x"), mean),
+    ...                    "variance": (("frame", "class", "y", "x"), np.zeros_like(mean))},
+    ...                   coords={"frame": [0, 1], "class": [1]})
+    >>> found = locate(prob, min_area=20)
+    >>> found["frame"].values.tolist(), found["x"].values.tolist(), found.attrs["min_area"]
+    ([0, 1], [7.5, 8.5], 20)
+    >>> locate(prob, min_aera=20)
+    Traceback (most recent call last):
+    ...
+    TypeError: unknown locate parameters: ['min_aera']; known: ['edge_margin', ...]
     """
     unknown = set(params) - set(LOCATE_DEFAULTS)
     if unknown:
-        raise TypeError(f"unknown locate parameters: {sorted(unknown)}")
+        raise TypeError(f"unknown locate parameters: {sorted(unknown)}; known: {sorted(LOCATE_DEFAULTS)}")
     settings = {**LOCATE_DEFAULTS, **params}
     classes = [int(c) for c in prob["class"].values]
     tables, blank = [], []
@@ -306,138 +361,32 @@ def locate(prob: xr.Dataset, **params) -> xr.Dataset:
     return _to_dataset(table, {**prob.attrs, **provenance(**recorded)})
 
 
-# ------------------------------------------------------------------ scoring
-def match(detected: pd.DataFrame, truth: pd.DataFrame, max_distance: float = 3.0) -> pd.DataFrame:
-    """Optimal one-to-one matching of detections to truth, frame by frame.
-
-    Pairs are chosen to minimise the summed centre distance
-    (``linear_sum_assignment``); pairs farther apart than ``max_distance`` px
-    stay unmatched.
-
-    Returns
-    -------
-    DataFrame
-        Columns ``frame, detected, truth, distance``: one row per matched pair,
-        per unmatched detection (``truth = -1``) and per unmatched truth row
-        (``detected = -1``); ``detected`` and ``truth`` are index labels of the
-        inputs; ``distance`` is NaN when unmatched.
-    """
-    rows = []
-    for frame in np.union1d(detected["frame"].unique(), truth["frame"].unique()):
-        d = detected[detected["frame"] == frame]
-        t = truth[truth["frame"] == frame]
-        dist = np.hypot(d["x"].to_numpy()[:, None] - t["x"].to_numpy()[None],
-                        d["y"].to_numpy()[:, None] - t["y"].to_numpy()[None])
-        # Costs beyond max_distance are capped so they never pull a valid pair apart.
-        r, c = linear_sum_assignment(np.minimum(dist, 2 * max_distance + 1))
-        ok = dist[r, c] <= max_distance
-        r, c = r[ok], c[ok]
-        rows.append(pd.DataFrame({"frame": frame, "detected": d.index[r], "truth": t.index[c],
-                                  "distance": dist[r, c]}))
-        lone_d = np.setdiff1d(np.arange(len(d)), r)
-        lone_t = np.setdiff1d(np.arange(len(t)), c)
-        rows.append(pd.DataFrame({"frame": frame, "detected": d.index[lone_d], "truth": -1,
-                                  "distance": np.nan}))
-        rows.append(pd.DataFrame({"frame": frame, "detected": -1, "truth": t.index[lone_t],
-                                  "distance": np.nan}))
-    columns = {"frame": np.int64, "detected": np.int64, "truth": np.int64, "distance": np.float64}
-    rows = [r for r in rows if len(r)]
-    if not rows:
-        return pd.DataFrame({k: pd.Series(dtype=v) for k, v in columns.items()})
-    return pd.concat(rows, ignore_index=True).astype(columns)
-
-
-def close_neighbours(truth: pd.DataFrame, neighbour_distance=None) -> np.ndarray:
-    """Boolean per truth row: another true particle of its frame lies closer than ``neighbour_distance``.
-
-    ``None``: 1.2 times the row's ``length`` column (particles near enough to touch).
-    """
-    if neighbour_distance is None:
-        if "length" not in truth:
-            raise ValueError("truth has no 'length' column: give neighbour_distance")
-        limit = 1.2 * truth["length"].to_numpy(float)
-    else:
-        limit = np.full(len(truth), float(neighbour_distance))
-    xy = truth[["x", "y"]].to_numpy(float)
-    nearest = np.full(len(truth), np.inf)
-    for rows in truth.groupby("frame").indices.values():  # positions of each frame's rows
-        if len(rows) > 1:
-            nearest[rows] = cKDTree(xy[rows]).query(xy[rows], k=2)[0][:, 1]
-    return nearest < limit
-
-
-def _axis_error_deg(a, b):
-    """Smallest angle between two axes (angles modulo pi), degrees."""
-    diff = np.mod(np.asarray(a) - np.asarray(b) + np.pi / 2, np.pi) - np.pi / 2
-    return np.degrees(np.abs(diff))
-
-
-def _ratio(n, d):
-    return float(n / d) if d else float("nan")
-
-
-def detection_scores(detected: pd.DataFrame, truth: pd.DataFrame, max_distance: float = 3.0,
-                     neighbour_distance=None) -> dict:
-    """Precision, recall and accuracy of detections against the truth.
+def run(job) -> None:
+    """Entry of rule ``locate``: ``probability.nc`` -> ``particles.nc`` with ``job.params.locate``.
 
     Parameters
     ----------
-    detected, truth : DataFrame
-        Columns ``frame, x, y``; optionally ``orientation`` (detected axis
-        angle), ``angle`` or ``orientation`` (truth; a direction angle is
-        reduced to its axis modulo pi), ``class`` (both), ``touching`` and
-        ``length`` (truth).
-    max_distance : float
-        Matching radius, px (see :func:`match`).
-    neighbour_distance : float or None
-        A truth row is a close neighbour when another true centre of its frame
-        is nearer than this; None: 1.2 x its ``length`` (if there is one).
+    job : snakemake job or :class:`rotdyn.jobs.Job`
+        ``input[0]``: the probability maps; ``output[0]``: the particles;
+        ``params.locate``: the ``locate`` config section (:func:`locate`'s parameters).
 
-    Returns
-    -------
-    dict
-        ``n_detected, n_truth, n_matched, precision, recall, rmse`` (px, over
-        matched pairs), ``orientation_error_deg`` (median, modulo 180 deg),
-        ``close_recall, n_close``, ``touching_recall`` (when truth has
-        ``touching``) and ``precision_class_<c>, recall_class_<c>`` per class
-        (when both have ``class``; a match counts only with the right class).
-        Undefined values are NaN.
+    Examples
+    --------
+    >>> import os, tempfile, numpy as np, xarray as xr
+    >>> from rotdyn.jobs import job
+    >>> from rotdyn.store import write_netcdf
+    >>> folder = tempfile.mkdtemp()
+    >>> mean = np.zeros((1, 1, 16, 16), np.float32)
+    >>> mean[0, 0, 4:7, 3:13] = 1.0
+    >>> write_netcdf(xr.Dataset({"mean": (("frame", "class", "y", "x"), mean),
+    ...                          "variance": (("frame", "class", "y", "x"), np.zeros_like(mean))},
+    ...                         coords={"frame": [0], "class": [1]}), os.path.join(folder, "probability.nc"))
+    >>> run(job("locate", input=[os.path.join(folder, "probability.nc")],
+    ...         output=[os.path.join(folder, "particles.nc")], params={"locate": {"min_area": 20}}))
+    >>> with xr.open_dataset(os.path.join(folder, "particles.nc")) as particles:
+    ...     particles.sizes["particle"], float(particles["y"][0])
+    (1, 5.0)
     """
-    detected = detected.reset_index(drop=True)
-    truth = truth.reset_index(drop=True)
-    pairs = match(detected, truth, max_distance)
-    pairs = pairs[(pairs["detected"] >= 0) & (pairs["truth"] >= 0)]
-    di, ti = pairs["detected"].to_numpy(), pairs["truth"].to_numpy()
-    found = np.zeros(len(truth), bool)
-    found[ti] = True
-    scores = {"n_detected": len(detected), "n_truth": len(truth), "n_matched": len(pairs),
-              "precision": _ratio(len(pairs), len(detected)), "recall": _ratio(len(pairs), len(truth)),
-              "rmse": float(np.sqrt(np.mean(pairs["distance"] ** 2))) if len(pairs) else float("nan")}
-    truth_axis = truth["orientation"] if "orientation" in truth else truth.get("angle")
-    if "orientation" in detected and truth_axis is not None and len(pairs):
-        err = _axis_error_deg(detected["orientation"].to_numpy()[di], truth_axis.to_numpy()[ti])
-        scores["orientation_error_deg"] = float(np.median(err))
-    else:
-        scores["orientation_error_deg"] = float("nan")
-    if neighbour_distance is not None or "length" in truth:
-        close = close_neighbours(truth, neighbour_distance)
-        scores["n_close"] = int(close.sum())
-        scores["close_recall"] = _ratio(found[close].sum(), close.sum())
-    if "touching" in truth:
-        touching = truth["touching"].to_numpy(bool)
-        scores["touching_recall"] = _ratio(found[touching].sum(), touching.sum())
-    if "class" in detected and "class" in truth:
-        dc, tc = detected["class"].to_numpy(), truth["class"].to_numpy()
-        right = dc[di] == tc[ti]
-        for c in np.union1d(dc, tc):
-            hits = (right & (tc[ti] == c)).sum()
-            scores[f"precision_class_{int(c)}"] = _ratio(hits, (dc == c).sum())
-            scores[f"recall_class_{int(c)}"] = _ratio(hits, (tc == c).sum())
-    return scores
-
-
-def run(job) -> None:
-    """Entry of rule ``locate``: ``probability.nc`` -> ``particles.nc`` with ``job.params.locate``."""
     with xr.open_dataset(job.input[0]) as prob:
         particles = locate(prob, **job.params.locate)
     log.info("%d particles in %d frames", particles.sizes["particle"], prob.sizes["frame"])

@@ -53,7 +53,33 @@ def _alive(owner: dict) -> bool:
 
 
 def recover_stale_lock(workdir: str | os.PathLike = ".") -> str | None:
-    """Remove the locks of a dead run recorded on this host; return a message when it did."""
+    """Remove the locks of a dead run recorded on this host; return a message when it did.
+
+    Parameters
+    ----------
+    workdir : str or os.PathLike
+        The Snakemake working directory.
+
+    Returns
+    -------
+    str or None
+        What was removed, or None when nothing was (no lock, no record, a
+        live owner or one on another host).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> workdir = Path(tempfile.mkdtemp())
+    >>> (workdir / LOCKS).mkdir(parents=True)
+    >>> _ = (workdir / LOCKS / "0.output.lock").write_text("results/x.nc")
+    >>> (workdir / OWNER).parent.mkdir(parents=True)
+    >>> _ = (workdir / OWNER).write_text(json.dumps({"host": "elsewhere", "pid": 1}))
+    >>> recover_stale_lock(workdir) is None  # recorded on another host: left alone
+    True
+    >>> _ = (workdir / OWNER).write_text(json.dumps({"host": socket.gethostname(), "pid": 2 ** 22 + 1}))
+    >>> recover_stale_lock(workdir).startswith("removed the lock"), list((workdir / LOCKS).glob("*.lock"))
+    (True, [])
+    """
     workdir = Path(workdir)
     locks = list((workdir / LOCKS).glob("*.lock"))
     owner_file = workdir / OWNER
@@ -72,7 +98,21 @@ def recover_stale_lock(workdir: str | os.PathLike = ".") -> str | None:
 
 
 def record_owner(workdir: str | os.PathLike = ".") -> None:
-    """Note this process as the run that is about to take the lock (unless a live run holds it)."""
+    """Note this process as the run that is about to take the lock (unless a live run holds it).
+
+    Parameters
+    ----------
+    workdir : str or os.PathLike
+        The Snakemake working directory; the record is ``<workdir>/.snakemake/rotdyn/lock-owner.json``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> workdir = Path(tempfile.mkdtemp())
+    >>> record_owner(workdir)
+    >>> json.loads((workdir / OWNER).read_text())["pid"] == os.getpid()
+    True
+    """
     workdir = Path(workdir)
     if list((workdir / LOCKS).glob("*.lock")):
         return  # a live run holds the lock: keep its record

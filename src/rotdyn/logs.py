@@ -12,6 +12,29 @@ def log_to(path: str | os.PathLike | None, level: int = logging.INFO):
 
     An exception is written to the log with its traceback, then re-raised so
     Snakemake marks the job failed.
+
+    Parameters
+    ----------
+    path : str or os.PathLike or None
+        The rule's log file (overwritten); None: standard error.
+    level : int
+        Lowest level written.
+
+    Yields
+    ------
+    logging.Logger
+        The package's logger, ``rotdyn``.
+
+    Examples
+    --------
+    >>> import os, tempfile, warnings
+    >>> path = os.path.join(tempfile.mkdtemp(), "kde.log")
+    >>> with log_to(path) as log:
+    ...     log.info("densities of angle")
+    ...     warnings.warn("a library warning")
+    >>> text = open(path).read()
+    >>> "INFO rotdyn: densities of angle" in text, "UserWarning: a library warning" in text
+    (True, True)
     """
     root = logging.getLogger()
     handler = logging.FileHandler(path, mode="w") if path else logging.StreamHandler()

@@ -1,4 +1,4 @@
-"""Segmentation networks: the dilated-convolution 'dilnet' of Kalinin et al. and a U-Net.
+"""Segmentation networks: the dilated-convolution 'dilnet' of Kalinin et al. [1]_ (paper 000) and a U-Net.
 
 Every network maps ``(B, in_channels, H, W)`` images to ``(B, n_out, H, W)``
 logits for any ``H, W``: the forward pass reflect-pads up to the multiple its
@@ -7,6 +7,13 @@ pooling needs and crops back, so frames are never resized.
 Class conventions: ``n_classes`` counts the background. Two classes give one
 logit (sigmoid); more give one logit per class (softmax). :func:`probabilities`
 turns either into ``(B, n_classes, H, W)``.
+
+References
+----------
+.. [1] S. V. Kalinin, S. Zhang, M. Valletti, H. Pyles, D. Baker, J. J. De Yoreo,
+   M. Ziatdinov, "Disentangling Rotational Dynamics and Ordering Transitions in a
+   System of Self-Organizing Protein Nanorods via Rotationally Invariant Latent
+   Representations", ACS Nano 15, 6471-6480 (2021). doi:10.1021/acsnano.0c08914
 """
 from __future__ import annotations
 
@@ -18,8 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .store import atomic_path
-
+from .store import atomic_path, plain
 
 ARCHS = ("dilnet", "unet")
 NEGATIVE_SLOPE = 0.01
@@ -36,7 +42,25 @@ def _conv_bn_act(c_in: int, c_out: int, dilation: int = 1) -> nn.Sequential:
 
 
 def conv_block(c_in: int, c_out: int, n_layers: int = 2) -> nn.Sequential:
-    """``n_layers`` of 3x3 conv + BN + LeakyReLU."""
+    """``n_layers`` of 3x3 conv + BN + LeakyReLU, keeping the frame size.
+
+    Parameters
+    ----------
+    c_in, c_out : int
+        Channels in and out (every layer after the first has ``c_out`` in).
+    n_layers : int
+        Number of layers.
+
+    Returns
+    -------
+    nn.Sequential
+
+    Examples
+    --------
+    >>> import torch
+    >>> conv_block(1, 4)(torch.zeros(2, 1, 16, 16)).shape
+    torch.Size([2, 4, 16, 16])
+    """
     return nn.Sequential(*[_conv_bn_act(c_in if i == 0 else c_out, c_out) for i in range(n_layers)])
 
 
@@ -46,6 +70,19 @@ class DilatedCascade(nn.Module):
     Each layer sees the previous layer's output (chained), so the receptive
     field grows with every rate; the block returns the sum of all layers'
     outputs, so features at every scale reach the next stage.
+
+    Parameters
+    ----------
+    c_in, c_out : int
+        Channels in and out.
+    rates : tuple of int
+        Dilation rate of each layer, in order.
+
+    Examples
+    --------
+    >>> import torch
+    >>> DilatedCascade(4, 8)(torch.zeros(1, 4, 16, 16)).shape
+    torch.Size([1, 8, 16, 16])
     """
 
     def __init__(self, c_in: int, c_out: int, rates: tuple[int, ...] = (2, 4, 6)):
@@ -55,6 +92,7 @@ class DilatedCascade(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The sum of every layer's output for ``x`` ``(B, c_in, H, W)``: ``(B, c_out, H, W)``."""
         total = None
         for layer in self.layers:
             x = layer(x)
@@ -63,13 +101,26 @@ class DilatedCascade(nn.Module):
 
 
 class Upsample(nn.Module):
-    """Bilinear x2 up-sampling followed by a 1x1 convolution (atomai's UpsampleBlock)."""
+    """Bilinear x2 up-sampling followed by a 1x1 convolution (atomai's UpsampleBlock).
+
+    Parameters
+    ----------
+    c_in, c_out : int
+        Channels in and out.
+
+    Examples
+    --------
+    >>> import torch
+    >>> Upsample(8, 4)(torch.zeros(1, 8, 8, 8)).shape
+    torch.Size([1, 4, 16, 16])
+    """
 
     def __init__(self, c_in: int, c_out: int):
         super().__init__()
         self.conv = nn.Conv2d(c_in, c_out, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` ``(B, c_in, H, W)`` up-sampled to ``(B, c_out, 2 H, 2 W)``."""
         return self.conv(F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False))
 
 
@@ -78,6 +129,27 @@ def pad_multiple(x: torch.Tensor, m: int) -> torch.Tensor:
 
     Reflection keeps the statistics near the edge image-like; inputs too
     small to reflect fall back to replicating the edge pixels.
+
+    Parameters
+    ----------
+    x : Tensor
+        ``(B, C, H, W)``.
+    m : int
+        The multiple.
+
+    Returns
+    -------
+    Tensor
+        ``x`` itself when no padding is needed.
+
+    Examples
+    --------
+    >>> import torch
+    >>> pad_multiple(torch.arange(3.0).reshape(1, 1, 1, 3), 4)
+    tensor([[[[0., 1., 2., 1.],
+              [0., 1., 2., 1.],
+              [0., 1., 2., 1.],
+              [0., 1., 2., 1.]]]])
     """
     h, w = x.shape[-2:]
     ph, pw = (-h) % m, (-w) % m
@@ -93,6 +165,7 @@ class _Segmenter(nn.Module):
     multiple = 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, n_out, H, W)`` for images ``x`` ``(B, in_channels, H, W)`` of any size."""
         h, w = x.shape[-2:]
         return self._forward(pad_multiple(x, self.multiple))[..., :h, :w]
 
@@ -106,7 +179,30 @@ class DilNet(_Segmenter):
     1x1 conv back to ``width`` channels; concatenation with the encoder
     features (skip); decoder: two 3x3 conv + BN + LeakyReLU; 1x1 conv to
     ``n_out`` logits. A single pooling keeps the detail that separates
-    touching particles; the dilations supply the context.
+    touching particles; the dilations supply the context. The architecture
+    of paper 000 [1]_.
+
+    Parameters
+    ----------
+    in_channels, n_out : int
+        Image channels; logits out (see :func:`build_network`).
+    width : int
+        Channels of the first layer.
+
+    References
+    ----------
+    .. [1] S. V. Kalinin, S. Zhang, M. Valletti, H. Pyles, D. Baker, J. J. De Yoreo,
+       M. Ziatdinov, "Disentangling Rotational Dynamics and Ordering Transitions in a
+       System of Self-Organizing Protein Nanorods via Rotationally Invariant Latent
+       Representations", ACS Nano 15, 6471-6480 (2021). doi:10.1021/acsnano.0c08914
+
+    Examples
+    --------
+    Any frame size comes back as it went in:
+
+    >>> import torch
+    >>> DilNet(width=4)(torch.zeros(1, 1, 15, 17)).shape
+    torch.Size([1, 1, 15, 17])
     """
 
     multiple = 2
@@ -128,7 +224,23 @@ class DilNet(_Segmenter):
 
 
 class UNet(_Segmenter):
-    """Standard U-Net: ``depth`` max-pools, channels doubling from ``width``, bilinear up + skip."""
+    """Standard U-Net: ``depth`` max-pools, channels doubling from ``width``, bilinear up + skip.
+
+    Parameters
+    ----------
+    in_channels, n_out : int
+        Image channels; logits out (see :func:`build_network`).
+    width : int
+        Channels of the first level.
+    depth : int
+        Pooling levels; frames are padded to multiples of ``2**depth`` inside.
+
+    Examples
+    --------
+    >>> import torch
+    >>> UNet(n_out=3, width=4, depth=2)(torch.zeros(1, 1, 10, 12)).shape
+    torch.Size([1, 3, 10, 12])
+    """
 
     def __init__(self, in_channels: int = 1, n_out: int = 1, width: int = 16, depth: int = 3):
         super().__init__()
@@ -159,6 +271,33 @@ def build_network(arch: str, n_classes: int, width: int = 16) -> nn.Module:
 
     The model carries ``arch``, ``n_classes`` and ``width`` as attributes so
     that :func:`save_model` and :func:`probabilities` need nothing else.
+
+    Parameters
+    ----------
+    arch : {"dilnet", "unet"}
+        :class:`DilNet` (paper 000 [1]_) or :class:`UNet`.
+    n_classes : int
+        Classes including the background; 2 gives one logit, more one per class.
+    width : int
+        Channels of the first layer.
+
+    Returns
+    -------
+    nn.Module
+        In channels-last memory format.
+
+    References
+    ----------
+    .. [1] S. V. Kalinin, S. Zhang, M. Valletti, H. Pyles, D. Baker, J. J. De Yoreo,
+       M. Ziatdinov, "Disentangling Rotational Dynamics and Ordering Transitions in a
+       System of Self-Organizing Protein Nanorods via Rotationally Invariant Latent
+       Representations", ACS Nano 15, 6471-6480 (2021). doi:10.1021/acsnano.0c08914
+
+    Examples
+    --------
+    >>> model = build_network("dilnet", n_classes=3, width=4)
+    >>> model.arch, model.n_classes, model.head.out_channels
+    ('dilnet', 3, 3)
     """
     if n_classes < 2:
         raise ValueError(f"n_classes={n_classes}: need at least background and one class")
@@ -176,7 +315,26 @@ def build_network(arch: str, n_classes: int, width: int = 16) -> nn.Module:
 
 
 def probabilities(logits: torch.Tensor, n_classes: int) -> torch.Tensor:
-    """Per-class probabilities ``(B, n_classes, H, W)`` (float32) from logits."""
+    """Per-class probabilities ``(B, n_classes, H, W)`` (float32) from logits.
+
+    Parameters
+    ----------
+    logits : Tensor
+        ``(B, 1, H, W)`` for two classes (sigmoid), ``(B, n_classes, H, W)`` otherwise (softmax).
+    n_classes : int
+        Classes including the background.
+
+    Returns
+    -------
+    Tensor
+        Summing to 1 over the class dimension.
+
+    Examples
+    --------
+    >>> import torch
+    >>> probabilities(torch.zeros(1, 1, 1, 2), 2)[0, :, 0].tolist()
+    [[0.5, 0.5], [0.5, 0.5]]
+    """
     logits = logits.float()
     if n_classes == 2:
         p = torch.sigmoid(logits)
@@ -185,6 +343,23 @@ def probabilities(logits: torch.Tensor, n_classes: int) -> torch.Tensor:
 
 
 def model_device(model: nn.Module) -> torch.device:
+    """The device that holds ``model``'s parameters (the first one's; all share it here).
+
+    Parameters
+    ----------
+    model : nn.Module
+        A model with at least one parameter.
+
+    Returns
+    -------
+    torch.device
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> model_device(nn.Linear(2, 1))
+    device(type='cpu')
+    """
     return next(model.parameters()).device
 
 
@@ -193,6 +368,15 @@ def cpu_has_fast_bf16() -> bool:
 
     Without them oneDNN emulates bfloat16 and is slower than float32
     (measured 2-3x slower on an AVX512 Xeon without AMX).
+
+    Returns
+    -------
+    bool
+
+    Examples
+    --------
+    >>> cpu_has_fast_bf16() in (True, False)
+    True
     """
     checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
@@ -204,6 +388,27 @@ def autocast_dtype(device: torch.device | str, bf16: bool | str = "auto") -> tor
     ``bf16``: False -> float32; True -> bfloat16 (float16 on GPUs without
     bfloat16); "auto" -> bfloat16 on a CPU only when :func:`cpu_has_fast_bf16`,
     bfloat16 (else float16) on CUDA.
+
+    Parameters
+    ----------
+    device : torch.device or str
+        Where the network runs.
+    bf16 : bool or "auto"
+        As above (also "true"/"false", "yes"/"no", "on"/"off").
+
+    Returns
+    -------
+    torch.dtype or None
+
+    Raises
+    ------
+    ValueError
+        For any other ``bf16``.
+
+    Examples
+    --------
+    >>> autocast_dtype("cpu", False) is None, autocast_dtype("cpu", True)
+    (True, torch.bfloat16)
     """
     device = torch.device(device)
     if bf16 in (False, 0) or str(bf16).lower() in ("false", "no", "off"):
@@ -219,7 +424,29 @@ def autocast_dtype(device: torch.device | str, bf16: bool | str = "auto") -> tor
 
 
 def autocast(device: torch.device | str, dtype: torch.dtype | None):
-    """``torch.autocast`` context for ``dtype`` on ``device`` (a no-op for float32)."""
+    """``torch.autocast`` context for ``dtype`` on ``device`` (a no-op for float32).
+
+    Parameters
+    ----------
+    device : torch.device or str
+        Where the computation runs.
+    dtype : torch.dtype or None
+        As :func:`autocast_dtype` returns it; None: full float32.
+
+    Returns
+    -------
+    context manager
+
+    Examples
+    --------
+    >>> import torch
+    >>> with autocast("cpu", torch.bfloat16):
+    ...     (torch.ones(2, 2) @ torch.ones(2, 2)).dtype
+    torch.bfloat16
+    >>> with autocast("cpu", None):
+    ...     (torch.ones(2, 2) @ torch.ones(2, 2)).dtype
+    torch.float32
+    """
     device = torch.device(device)
     if dtype is None:
         return contextlib.nullcontext()
@@ -228,7 +455,23 @@ def autocast(device: torch.device | str, dtype: torch.dtype | None):
 
 @contextlib.contextmanager
 def num_threads(n: int | None):
-    """Use ``n`` intra-op CPU threads inside the block (``None``: leave as is)."""
+    """Use ``n`` intra-op CPU threads inside the block (``None``: leave as is), then restore.
+
+    Parameters
+    ----------
+    n : int or None
+        Threads.
+
+    Examples
+    --------
+    >>> import torch
+    >>> before = torch.get_num_threads()
+    >>> with num_threads(1):
+    ...     torch.get_num_threads()
+    1
+    >>> torch.get_num_threads() == before
+    True
+    """
     old = torch.get_num_threads()
     if n:
         torch.set_num_threads(int(n))
@@ -243,6 +486,27 @@ def predict_proba(model: nn.Module, x: torch.Tensor, amp_dtype: torch.dtype | No
 
     Runs in eval mode (BatchNorm uses its running statistics) without autograd,
     on the model's device; any frame size is accepted and kept.
+
+    Parameters
+    ----------
+    model : nn.Module
+        From :func:`build_network` (it needs ``n_classes``).
+    x : Tensor
+        ``(B, 1, H, W)`` images, on any device.
+    amp_dtype : torch.dtype or None
+        Reduced precision (:func:`autocast_dtype`); None: float32.
+
+    Returns
+    -------
+    Tensor
+        float32, on the model's device, summing to 1 over classes.
+
+    Examples
+    --------
+    >>> import torch
+    >>> p = predict_proba(build_network("unet", 3, width=4), torch.zeros(2, 1, 16, 16))
+    >>> p.shape, bool(torch.allclose(p.sum(dim=1), torch.ones(1)))
+    (torch.Size([2, 3, 16, 16]), True)
     """
     device = model_device(model)
     model.eval()
@@ -254,7 +518,29 @@ def predict_proba(model: nn.Module, x: torch.Tensor, amp_dtype: torch.dtype | No
 
 
 def pick_device(prefer: str = "auto") -> torch.device:
-    """``cuda`` when available (unless ``prefer`` is 'cpu'); an explicit 'cuda' must exist."""
+    """``cuda`` when available (unless ``prefer`` is 'cpu'); an explicit 'cuda' must exist.
+
+    Parameters
+    ----------
+    prefer : {"auto", "cpu", "cuda", "cuda:N"}
+        None or "" count as "auto".
+
+    Returns
+    -------
+    torch.device
+
+    Raises
+    ------
+    RuntimeError
+        For "cuda" on a machine without CUDA.
+    ValueError
+        For any other value.
+
+    Examples
+    --------
+    >>> pick_device("cpu"), pick_device("auto").type in ("cpu", "cuda")
+    (device(type='cpu'), True)
+    """
     prefer = str(prefer or "auto")
     if prefer == "cpu":
         return torch.device("cpu")
@@ -267,32 +553,41 @@ def pick_device(prefer: str = "auto") -> torch.device:
     raise ValueError(f"device {prefer!r}: use 'auto', 'cpu' or 'cuda[:N]'")
 
 
-def _plain(value):
-    """``value`` as plain Python types so that ``weights_only`` loading accepts it."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if hasattr(value, "item"):  # numpy / torch scalars
-        return value.item()
-    return str(value)
-
-
 def save_model(model: nn.Module, path: str | os.PathLike, meta: dict | None = None) -> None:
     """Save ``{"state_dict", "meta"}`` to ``path`` atomically.
 
     ``meta`` is completed from the model (arch, width, n_classes and, after
     training, ``model.training_info`` and ``model.class_names``); it must end
     up with ``class_names``, one per class including background.
+
+    Parameters
+    ----------
+    model : nn.Module
+        From :func:`build_network`.
+    path : path
+        The checkpoint to write (``.pt``).
+    meta : dict, optional
+        More facts to store, overriding the model's.
+
+    Raises
+    ------
+    ValueError
+        When ``class_names`` are missing or do not match ``n_classes``.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "net.pt")
+    >>> save_model(build_network("dilnet", 2, width=4), path, {"class_names": ["background", "rod"]})
+    >>> load_model(path)[1]["class_names"]
+    ['background', 'rod']
     """
     full = {"arch": model.arch, "width": model.width, "n_classes": model.n_classes}
     if getattr(model, "class_names", None):
         full["class_names"] = list(model.class_names)
     full.update(getattr(model, "training_info", {}))
     full.update(meta or {})
-    full = _plain(full)
+    full = plain(full, nan=float("nan"))  # weights_only loading takes plain types only
     names = full.get("class_names")
     if not names or len(names) != full["n_classes"]:
         raise ValueError(f"meta needs class_names for all {full['n_classes']} classes, got {names!r}")
@@ -302,7 +597,33 @@ def save_model(model: nn.Module, path: str | os.PathLike, meta: dict | None = No
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
-    """Rebuild a network saved by :func:`save_model`; returns ``(model, meta)`` in eval mode."""
+    """Rebuild a network saved by :func:`save_model`; returns ``(model, meta)`` in eval mode.
+
+    Parameters
+    ----------
+    path : path
+        A checkpoint written by :func:`save_model`.
+    device : str or torch.device
+        Where the model goes.
+
+    Returns
+    -------
+    model : nn.Module
+        In eval mode on ``device``, with ``class_names``.
+    meta : dict
+        What :func:`save_model` stored (arch, width, n_classes, class_names, training facts).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import torch
+    >>> path = os.path.join(tempfile.mkdtemp(), "net.pt")
+    >>> net = build_network("unet", 2, width=4)
+    >>> save_model(net, path, {"class_names": ["background", "atom"], "seed": 3})
+    >>> model, meta = load_model(path)
+    >>> meta["seed"], model.training, bool(torch.equal(model.head.weight, net.head.weight))
+    (3, False, True)
+    """
     blob = torch.load(Path(path), map_location=device, weights_only=True)
     meta = blob["meta"]
     model = build_network(meta["arch"], meta["n_classes"], meta["width"])

@@ -36,6 +36,14 @@ the movie's numbering.
 
 Frames without particles (zero density) carry no information: they are left
 out of the NMF and of the step fit, and their endmembers are NaN.
+
+References
+----------
+.. [1] S. V. Kalinin, S. Zhang, M. Valletti, H. Pyles, D. Baker, J. J. De Yoreo,
+   M. Ziatdinov, "Disentangling Rotational Dynamics and Ordering Transitions in
+   a System of Self-Organizing Protein Nanorods via Rotationally Invariant
+   Latent Representations", ACS Nano 15, 6471-6480 (2021).
+   doi:10.1021/acsnano.0c08914 (paper 000)
 """
 from __future__ import annotations
 
@@ -48,7 +56,8 @@ from scipy.stats import chi2
 from sklearn.decomposition import NMF
 from sklearn.exceptions import ConvergenceWarning
 
-from .store import provenance
+from .contracts import CIRCULAR, DENSITY, density_names
+from .kde import grid_integral
 from .store import provenance, write_netcdf
 
 log = logging.getLogger(__name__)
@@ -56,17 +65,6 @@ log = logging.getLogger(__name__)
 MIN_SCORE = 0.5
 MIN_SEGMENT = 3
 CONFIDENCE = 0.95
-
-
-def kde_variables(kde: xr.Dataset) -> list[str]:
-    """Names of the variables with a ``density_<var>`` map in ``kde``, in dataset order."""
-    return [name[len("density_"):] for name in kde.data_vars if name.startswith("density_")]
-
-
-def _integral(density, grid, circular):
-    if circular:  # periodic rectangle rule, as in rotdyn.kde
-        return density.sum(-1) * (2 * np.pi / grid.size)
-    return np.trapezoid(density, grid, axis=-1)
 
 
 # ----------------------------------------------------------------- change point
@@ -126,6 +124,18 @@ def change_point(series, frames, *, min_segment: int = MIN_SEGMENT, min_score: f
     [0, 0.9]) -- endmembers of persistent particles are correlated in time,
     and a gradual or multi-step change leaves correlated residuals, both of
     which widen the interval.
+
+    Examples
+    --------
+    A step from 0 to 1 at frame 13 with small alternating noise:
+
+    >>> frames = np.arange(10, 30)
+    >>> series = np.where(frames >= 13, 1.0, 0.0) + 0.01 * (-1.0) ** frames
+    >>> step = change_point(series, frames)
+    >>> step["frame"], step["has_transition"], round(step["score"], 3), step["uncertainty"]
+    (13.0, True, 0.999, 0.0)
+    >>> change_point(0.01 * (-1.0) ** frames, frames)["has_transition"]  # noise only
+    False
     """
     x = np.asarray(series, np.float64)
     x = x.reshape(len(x), -1) if x.size else x.reshape(len(x), max(x.shape[1:], default=1))
@@ -221,27 +231,43 @@ def nmf_maps(kde: xr.Dataset, n_components: int = 2, seed: int = 0, variables=No
         ``step_residual_<var>(frame)`` (relative residual of a step at each
         frame, the profile behind the estimate). Attributes: the settings,
         ``transition_method``, and the kde's bandwidths and physical scales.
+
+    Examples
+    --------
+    Angles at 0 rad in frames 0..9 and at 1.5 rad from frame 10 on:
+
+    >>> from rotdyn.kde import kde_maps
+    >>> frame = np.repeat(np.arange(20), 5)
+    >>> angle = np.where(frame < 10, 0.0, 1.5) + np.tile(np.linspace(-0.1, 0.1, 5), 20)
+    >>> kde = kde_maps(xr.Dataset({"frame": ("particle", frame), "angle": ("particle", angle)}), np.arange(20),
+    ...                grid_points=60, bandwidth=0.2)
+    >>> nmf = nmf_maps(kde)
+    >>> float(nmf["transition_frame_angle"]), bool(nmf["has_transition_angle"])
+    (10.0, True)
+    >>> peaks = nmf["weights_angle"].idxmax("angle_grid").values  # component 0 is the early state
+    >>> np.round(peaks, 1).tolist()
+    [0.0, 1.5]
     """
     n_components = int(n_components)
     if n_components < 1:
         raise ValueError(f"n_components must be >= 1, got {n_components}")
-    names = kde_variables(kde) if variables is None else list(variables)
+    names = density_names(kde) if variables is None else list(variables)
     frames = np.asarray(kde["frame"].values, np.int64)
     component = np.arange(n_components)
     data, coords = {}, {"component": component, "frame": frames}
     for name in names:
         grid_name = f"{name}_grid"
-        density = kde[f"density_{name}"].transpose("frame", grid_name)
+        density = kde[f"{DENSITY}{name}"].transpose("frame", grid_name)
         grid = np.asarray(density[grid_name].values, np.float64)
         x = np.clip(np.asarray(density.values, np.float64), 0, None)
-        circular = name == "angle"
-        valid = _integral(x, grid, circular) > 0
+        circular = name in CIRCULAR
+        valid = grid_integral(x, grid, circular) > 0
         weights = np.full((n_components, grid.size), np.nan)
         endmembers = np.full((n_components, frames.size), np.nan)
         error = np.nan
         if valid.sum() >= max(n_components, 1):
             e, w, _ = _factorise(x[valid], n_components, seed, max_iter, tol, name)
-            scale = _integral(w, grid, circular)
+            scale = grid_integral(w, grid, circular)
             scale[scale == 0] = 1.0
             w, e = w / scale[:, None], e * scale[None, :]  # w_i a density, e_i(t) its share
             mass = e.sum(0)
@@ -286,11 +312,34 @@ def nmf_maps(kde: xr.Dataset, n_components: int = 2, seed: int = 0, variables=No
 
 
 def run(job) -> None:
-    """Entry of rule ``nmf``: components of each latent's density map and the transition frame."""
+    """Entry of rule ``nmf``: components of each latent's density map and the transition frame.
+
+    Parameters
+    ----------
+    job : snakemake job or :class:`rotdyn.jobs.Job`
+        ``input[0]`` (``kde.nc``), ``output[0]`` (``nmf.nc``, see
+        :func:`nmf_maps`), ``params.nmf`` (the ``nmf`` config section:
+        ``components``, ``seed``, ``min_score``).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from rotdyn.jobs import job
+    >>> from rotdyn.kde import kde_maps
+    >>> folder = tempfile.mkdtemp()
+    >>> frame = np.repeat(np.arange(12), 3)
+    >>> latents = xr.Dataset({"frame": ("particle", frame), "angle": ("particle", np.where(frame < 4, -1.0, 1.0))})
+    >>> write_netcdf(kde_maps(latents, np.arange(12), grid_points=40, bandwidth=0.3), os.path.join(folder, "kde.nc"))
+    >>> run(job("nmf", input=[os.path.join(folder, "kde.nc")], output=[os.path.join(folder, "nmf.nc")],
+    ...         params={"nmf": {"components": 2, "seed": 0, "min_score": 0.5}}))
+    >>> with xr.open_dataset(os.path.join(folder, "nmf.nc")) as nmf:
+    ...     float(nmf["transition_frame_angle"])
+    4.0
+    """
     p = job.params.nmf
     with xr.open_dataset(job.input[0]) as kde:
         nmf = nmf_maps(kde.load(), n_components=p["components"], seed=p["seed"], min_score=p["min_score"])
-    for name in kde_variables(kde):
+    for name in density_names(kde):
         log.info("%s: transition frame %s +- %s", name, float(nmf[f"transition_frame_{name}"]),
                  float(nmf[f"transition_uncertainty_{name}"]))
     write_netcdf(nmf, job.output[0])

@@ -20,6 +20,7 @@ from typing import Callable
 
 import numpy as np
 import xarray as xr
+
 from .store import write_netcdf
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,25 @@ def from_probability(prob: xr.Dataset) -> ImageSource:
 
     All classes of a frame are read together, once, and kept until another
     frame is asked for.
+
+    Parameters
+    ----------
+    prob : Dataset
+        ``probability.nc``: ``mean`` on ``(frame, class, y, x)``.
+
+    Returns
+    -------
+    callable
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> mean = np.zeros((2, 1, 16, 16), np.float32)
+    >>> mean[1, 0, 5, 9] = 1.0
+    >>> prob = xr.Dataset({"mean": (("frame", "class", "y", "x"), mean)}, coords={"frame": [0, 1], "class": [1]})
+    >>> image = from_probability(prob)(1, 1)
+    >>> image.shape, float(image[5, 9])
+    ((16, 16), 1.0)
     """
     position = {int(c): i for i, c in enumerate(prob["class"].values)}
     frame_of = _one_frame_cache(
@@ -54,7 +74,27 @@ def from_probability(prob: xr.Dataset) -> ImageSource:
 
 
 def from_frames(movie: xr.Dataset, variable: str = "frames") -> ImageSource:
-    """``(frame, class) -> 2-D array``: the movie frame (the class is ignored)."""
+    """``(frame, class) -> 2-D array``: the movie frame (the class is ignored).
+
+    Parameters
+    ----------
+    movie : Dataset
+        ``movie.nc``: ``frames`` on ``(frame, y, x)``.
+    variable : str
+        The variable holding the frames.
+
+    Returns
+    -------
+    callable
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> movie = xr.Dataset({"frames": (("frame", "y", "x"), np.arange(8.0).reshape(2, 2, 2))},
+    ...                    coords={"frame": [3, 4]})
+    >>> from_frames(movie)(4, 1).tolist()
+    [[4.0, 5.0], [6.0, 7.0]]
+    """
     frame_of = _one_frame_cache(
         lambda f: movie[variable].sel(frame=f).transpose("y", "x").values.astype(np.float32))
     return lambda frame, cls: frame_of(frame)
@@ -63,7 +103,29 @@ def from_frames(movie: xr.Dataset, variable: str = "frames") -> ImageSource:
 def window(image: np.ndarray, row: int, col: int, size: int) -> tuple[np.ndarray, bool]:
     """The ``size`` x ``size`` window with (row, col) at index ``size // 2``, zero outside the image.
 
-    Returns the window and whether it lies entirely inside the image.
+    Parameters
+    ----------
+    image : ndarray
+        ``(H, W)``.
+    row, col : int
+        The pixel to centre on.
+    size : int
+        Window side, px.
+
+    Returns
+    -------
+    window : ndarray
+        ``(size, size)`` float32.
+    inside : bool
+        Whether the window lies entirely inside the image.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> image = np.arange(16.0).reshape(4, 4)
+    >>> out, inside = window(image, 0, 1, 3)
+    >>> out.tolist(), inside
+    ([[0.0, 0.0, 0.0], [0.0, 1.0, 2.0], [4.0, 5.0, 6.0]], False)
     """
     H, W = image.shape
     r0, c0 = row - size // 2, col - size // 2
@@ -111,6 +173,39 @@ def extract_patches(images: ImageSource, particles: xr.Dataset, *, size: int = 2
         ``particle_index``) the index of the particle in ``particles``;
         ``frame, x, y, class`` copied; ``padded`` (int8);
         attrs: those of ``particles`` plus ``size, edge, patch_source``.
+
+    Raises
+    ------
+    ValueError
+        For a size below 1 or an unknown ``edge``.
+
+    Notes
+    -----
+    As in paper 000 [1]_, the windows are cut from the probability maps
+    (``source="probability"``) or from the frames.
+
+    References
+    ----------
+    .. [1] S. V. Kalinin, S. Zhang, M. Valletti, H. Pyles, D. Baker, J. J. De Yoreo,
+       M. Ziatdinov, "Disentangling Rotational Dynamics and Ordering Transitions in a
+       System of Self-Organizing Protein Nanorods via Rotationally Invariant Latent
+       Representations", ACS Nano 15, 6471-6480 (2021). doi:10.1021/acsnano.0c08914
+
+    Examples
+    --------
+    Two particles, the second too near the border for a whole window:
+
+    >>> import numpy as np, xarray as xr
+    >>> mean = np.zeros((2, 1, 16, 16), np.float32)
+    >>> mean[1, 0, 5, 9] = 1.0
+    >>> prob = xr.Dataset({"mean": (("frame", "class", "y", "x"), mean)}, coords={"frame": [0, 1], "class": [1]})
+    >>> particles = xr.Dataset({"frame": ("particle", [1, 1]), "x": ("particle", [8.6, 1.0]),
+    ...                         "y": ("particle", [5.2, 1.0]), "class": ("particle", [1, 1])})
+    >>> cut = extract_patches(from_probability(prob), particles, size=5)
+    >>> cut["particle_index"].values.tolist(), float(cut["patches"][0].sel(py=0, px=0))
+    ([0], 1.0)
+    >>> extract_patches(from_probability(prob), particles, size=5, edge="pad")["padded"].values.tolist()
+    [0, 1]
     """
     size = int(size)
     if size < 1:
@@ -139,6 +234,33 @@ def run(job) -> None:
 
     ``job.input`` has ``particles`` and ``images`` (probability.nc or movie.nc,
     as ``job.params.patches["source"]`` says).
+
+    Parameters
+    ----------
+    job : snakemake job or :class:`rotdyn.jobs.Job`
+        ``params.patches``: the ``patches`` config section (size, source, edge);
+        ``output[0]``: the windows.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from rotdyn.jobs import job
+    >>> from rotdyn.store import write_netcdf
+    >>> folder = tempfile.mkdtemp()
+    >>> import numpy as np, xarray as xr
+    >>> mean = np.zeros((2, 1, 16, 16), np.float32)
+    >>> mean[1, 0, 5, 9] = 1.0
+    >>> prob = xr.Dataset({"mean": (("frame", "class", "y", "x"), mean)}, coords={"frame": [0, 1], "class": [1]})
+    >>> write_netcdf(prob, os.path.join(folder, "probability.nc"))
+    >>> write_netcdf(xr.Dataset({"frame": ("particle", [1]), "x": ("particle", [9.0]), "y": ("particle", [5.0]),
+    ...                          "class": ("particle", [1])}), os.path.join(folder, "particles.nc"))
+    >>> run(job("patches", input={"particles": os.path.join(folder, "particles.nc"),
+    ...                           "images": os.path.join(folder, "probability.nc")},
+    ...         output=[os.path.join(folder, "patches.nc")],
+    ...         params={"patches": {"size": 5, "source": "probability", "edge": "drop"}}))
+    >>> with xr.open_dataset(os.path.join(folder, "patches.nc")) as cut:
+    ...     cut["patches"].shape, float(cut["patches"].sum()), cut.attrs["patch_source"]
+    ((1, 5, 5), 1.0, 'probability')
     """
     p = job.params.patches
     adapter = from_probability if p["source"] == "probability" else from_frames

@@ -13,10 +13,34 @@ from scipy import ndimage
 from skimage.registration import phase_cross_correlation
 
 NORMALIZE_METHODS = ("none", "percentile", "minmax", "zscore")
+# What drift_reference may be: see estimate_frame_drift.
+DRIFT_REFERENCES = ("previous", "first")
 
 
 def select_frames(frames: np.ndarray, first_frame: int = 0, last_frame: int | None = None) -> np.ndarray:
-    """Frames ``first_frame`` .. ``last_frame`` inclusive (``None`` or -1: to the end)."""
+    """Frames ``first_frame`` .. ``last_frame`` inclusive (``None`` or -1: to the end).
+
+    Parameters
+    ----------
+    frames : (T, Y, X) array.
+    first_frame : index of the first frame kept, ``0 <= first_frame < T``.
+    last_frame : index of the last frame kept (clipped to T - 1); None or -1 = the last.
+
+    Returns
+    -------
+    A view of the kept frames.
+
+    Raises
+    ------
+    ValueError if ``first_frame`` is outside the movie or after ``last_frame``.
+
+    Examples
+    --------
+    >>> select_frames(np.arange(5)[:, None, None], 1, 3).ravel().tolist()
+    [1, 2, 3]
+    >>> select_frames(np.arange(5)[:, None, None], 3, -1).ravel().tolist()
+    [3, 4]
+    """
     n = len(frames)
     last = n - 1 if last_frame is None or last_frame < 0 else last_frame
     if not 0 <= first_frame < n:
@@ -27,7 +51,24 @@ def select_frames(frames: np.ndarray, first_frame: int = 0, last_frame: int | No
 
 
 def bad_frames(frames: np.ndarray) -> np.ndarray:
-    """Indices of frames without a single finite pixel or with no contrast at all."""
+    """Indices of frames without a single finite pixel or with no contrast at all.
+
+    Parameters
+    ----------
+    frames : (T, Y, X) array.
+
+    Returns
+    -------
+    int array of frame indices.
+
+    Examples
+    --------
+    >>> frames = np.random.default_rng(0).random((3, 4, 4))
+    >>> frames[1] = np.nan
+    >>> frames[2] = 7.0
+    >>> bad_frames(frames).tolist()
+    [1, 2]
+    """
     finite = np.isfinite(frames).any(axis=(1, 2))
     flat = np.array([np.nanmax(f) == np.nanmin(f) if ok else True for f, ok in zip(frames, finite)])
     return np.flatnonzero(flat)
@@ -79,6 +120,22 @@ def flatten_frame(image: np.ndarray) -> np.ndarray:
     pixels finds the particles; the second pass repeats both steps on the
     background alone, as TopoStats and Gwyddion do, because particles in a
     tilted line shift its median.
+
+    Parameters
+    ----------
+    image : (Y, X) height map; non-finite pixels are ignored.
+
+    Returns
+    -------
+    (Y, X) float32 with the background at height 0.
+
+    Examples
+    --------
+    >>> yy, xx = np.mgrid[0:32, 0:32]
+    >>> offsets = np.random.default_rng(0).normal(0, 1, (32, 1))  # one per scan line
+    >>> tilted = 0.1 * xx + 0.05 * yy + offsets
+    >>> float(np.abs(tilted).max()) > 4, float(np.abs(flatten_frame(tilted)).max()) < 0.01
+    (True, True)
     """
     finite = np.isfinite(image)
     first = _lines_then_plane(image, finite)
@@ -87,7 +144,24 @@ def flatten_frame(image: np.ndarray) -> np.ndarray:
 
 
 def flatten(frames: np.ndarray) -> np.ndarray:
-    """:func:`flatten_frame` on every frame; unusable frames are passed through."""
+    """:func:`flatten_frame` on every frame; unusable frames (:func:`bad_frames`) are passed through.
+
+    Parameters
+    ----------
+    frames : (T, Y, X) array.
+
+    Returns
+    -------
+    (T, Y, X) float32 copy.
+
+    Examples
+    --------
+    >>> yy, xx = np.mgrid[0:16, 0:16]
+    >>> frames = np.stack([0.2 * xx, np.full((16, 16), np.nan)])
+    >>> out = flatten(frames)
+    >>> float(np.abs(out[0]).max()) < 1e-4, bool(np.isnan(out[1]).all())
+    (True, True)
+    """
     out = frames.astype(np.float32, copy=True)
     skip = set(bad_frames(frames).tolist())
     for i in range(len(frames)):
@@ -102,7 +176,30 @@ def normalize(frames: np.ndarray, method: str = "percentile", percentiles=(0.5, 
     ``percentile`` maps the given low/high percentiles to 0 and 1 (robust to
     hot pixels; values outside are kept, not clipped); ``minmax`` maps the
     range to [0, 1]; ``zscore`` gives zero mean and unit standard deviation;
-    ``none`` returns the frames unchanged.
+    ``none`` returns the frames unchanged. Unusable frames (:func:`bad_frames`)
+    pass through.
+
+    Parameters
+    ----------
+    frames : (T, Y, X) array.
+    method : one of :data:`NORMALIZE_METHODS`.
+    percentiles : low and high percentile of the ``percentile`` method.
+
+    Returns
+    -------
+    (T, Y, X) float32 copy.
+
+    Raises
+    ------
+    ValueError for an unknown method.
+
+    Examples
+    --------
+    >>> frames = np.array([[[2.0, 4.0], [6.0, 10.0]]])
+    >>> normalize(frames, "minmax").ravel().tolist()
+    [0.0, 0.25, 0.5, 1.0]
+    >>> normalize(frames, "zscore").mean().round(6).item()
+    0.0
     """
     if method not in NORMALIZE_METHODS:
         raise ValueError(f"normalize={method!r}: choose one of {', '.join(NORMALIZE_METHODS)}")
@@ -122,16 +219,36 @@ def normalize(frames: np.ndarray, method: str = "percentile", percentiles=(0.5, 
     return frames
 
 
-def estimate_drift(frames: np.ndarray, reference: str = "previous", upsample: int = 100) -> np.ndarray:
+def estimate_frame_drift(frames: np.ndarray, reference: str = "previous", upsample: int = 100) -> np.ndarray:
     """Shift ``(dy, dx)`` in pixels that registers each frame onto the first one.
 
     Phase correlation (scikit-image) with sub-pixel upsampling. ``previous``
     correlates each frame with the one before and sums the steps, which copes
     with content that changes slowly over a long movie; ``first`` correlates
     every frame with frame 0, which does not accumulate error when the scene
-    is static. Unusable frames get the previous frame's shift.
+    is static. Unusable frames get the previous frame's shift. (Image drift
+    between frames; the drift of particle tracks is
+    :func:`rotdyn.link.estimate_track_drift`.)
+
+    Parameters
+    ----------
+    frames : (T, Y, X) array.
+    reference : one of :data:`DRIFT_REFERENCES`.
+    upsample : sub-pixel precision, 1/``upsample`` px.
+
+    Returns
+    -------
+    (T, 2) float array; row 0 is zero. :func:`apply_drift` with it undoes the drift.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> scene = ndimage.gaussian_filter(rng.random((40, 40)), 2)
+    >>> frames = np.stack([scene, np.roll(scene, (2, -3), axis=(0, 1))]).astype(np.float32)
+    >>> estimate_frame_drift(frames).round(2).tolist()
+    [[0.0, 0.0], [-2.0, 3.0]]
     """
-    if reference not in ("previous", "first"):
+    if reference not in DRIFT_REFERENCES:
         raise ValueError(f"drift_reference={reference!r}: choose 'previous' or 'first'")
     skip = set(bad_frames(frames).tolist())
     shifts = np.zeros((len(frames), 2))
@@ -149,13 +266,47 @@ def estimate_drift(frames: np.ndarray, reference: str = "previous", upsample: in
     return shifts
 
 
+def estimate_drift(*args, **kwargs) -> np.ndarray:
+    """Deprecated name of :func:`estimate_frame_drift` (removed in the next release).
+
+    Examples
+    --------
+    >>> frames = np.zeros((2, 8, 8), np.float32)
+    >>> frames[:, 3, 3] = 1
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     estimate_drift(frames).tolist(), caught[0].category.__name__
+    ([[0.0, 0.0], [0.0, 0.0]], 'DeprecationWarning')
+    """
+    warnings.warn("rotdyn.preprocess.estimate_drift is renamed estimate_frame_drift",
+                  DeprecationWarning, stacklevel=2)
+    return estimate_frame_drift(*args, **kwargs)
+
+
 def _fill(image: np.ndarray) -> np.ndarray:
     """Replace non-finite pixels by the median so FFT-based steps stay finite."""
     return np.where(np.isfinite(image), image, np.nanmedian(image))
 
 
 def apply_drift(frames: np.ndarray, shifts: np.ndarray) -> np.ndarray:
-    """Shift every frame by ``shifts[t]`` (cubic spline; edges repeat the border)."""
+    """Shift every frame by ``shifts[t]`` (cubic spline; edges repeat the border).
+
+    Parameters
+    ----------
+    frames : (T, Y, X) array.
+    shifts : (T, 2) shifts ``(dy, dx)`` in pixels, e.g. from :func:`estimate_frame_drift`.
+
+    Returns
+    -------
+    (T, Y, X) float32.
+
+    Examples
+    --------
+    >>> frames = np.zeros((1, 5, 5), np.float32)
+    >>> frames[0, 2, 2] = 1
+    >>> np.argwhere(apply_drift(frames, np.array([[1.0, -2.0]])) > 0.99).tolist()
+    [[0, 3, 0]]
+    """
     out = np.empty_like(frames, dtype=np.float32)
     for t, (frame, shift) in enumerate(zip(frames, shifts)):
         out[t] = ndimage.shift(frame, shift, order=3, mode="nearest") if np.any(shift) else frame
@@ -172,24 +323,40 @@ def preprocess(
     first_frame: int = 0,
     last_frame: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Run the preprocessing chain in its fixed order.
+    """Run the preprocessing chain in its fixed order: frame range, flattening, drift, normalisation.
 
     Order matters: flattening before drift estimation keeps scan-line offsets
     from dominating the correlation, and normalisation comes last so it sees
     the corrected background.
+
+    Parameters
+    ----------
+    frames : (T, Y, X) array.
+    flatten_afm : AFM flattening (:func:`flatten`).
+    normalize_method : one of :data:`NORMALIZE_METHODS` (:func:`normalize`).
+    drift_correction : register the frames (:func:`estimate_frame_drift`, :func:`apply_drift`).
+    drift_reference : one of :data:`DRIFT_REFERENCES`.
+    first_frame, last_frame : frame range (:func:`select_frames`).
 
     Returns
     -------
     frames : (T, Y, X) float32
     shifts : (T, 2) the drift shift (dy, dx) applied to each frame (zeros when off)
     bad : indices (in the output) of frames that were unusable and passed through
+
+    Examples
+    --------
+    >>> movie = np.arange(4 * 2 * 2, dtype=float).reshape(4, 2, 2)
+    >>> frames, shifts, bad = preprocess(movie, normalize_method="minmax", first_frame=1, last_frame=2)
+    >>> frames.shape, frames[0].ravel().tolist(), shifts.tolist(), bad.tolist()
+    ((2, 2, 2), [0.0, 0.3333333432674408, 0.6666666865348816, 1.0], [[0.0, 0.0], [0.0, 0.0]], [])
     """
     frames = select_frames(np.asarray(frames, dtype=np.float32), first_frame, last_frame)
     if flatten_afm:
         frames = flatten(frames)
     shifts = np.zeros((len(frames), 2))
     if drift_correction and len(frames) > 1:
-        shifts = estimate_drift(frames, drift_reference)
+        shifts = estimate_frame_drift(frames, drift_reference)
         frames = apply_drift(frames, shifts)
     frames = normalize(frames, normalize_method)
     return frames, shifts, bad_frames(frames)

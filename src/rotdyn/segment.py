@@ -2,14 +2,21 @@
 
 Every frame goes through every ensemble member; the per-class probabilities
 are reduced to their mean over members (the segmentation) and their
-population variance (the uncertainty). Frames are read lazily and results
-written as they come, so a movie never has to fit in memory.
+population variance (the uncertainty), as in paper 000 [1]_. Frames are
+read lazily and results written as they come, so a movie never has to fit in
+memory.
+
+References
+----------
+.. [1] S. V. Kalinin, S. Zhang, M. Valletti, H. Pyles, D. Baker, J. J. De Yoreo,
+   M. Ziatdinov, "Disentangling Rotational Dynamics and Ordering Transitions in a
+   System of Self-Organizing Protein Nanorods via Rotationally Invariant Latent
+   Representations", ACS Nano 15, 6471-6480 (2021). doi:10.1021/acsnano.0c08914
 """
 from __future__ import annotations
 
 import logging
 import os
-import time
 
 import netCDF4
 import numpy as np
@@ -17,11 +24,9 @@ import torch
 import xarray as xr
 from torch import nn
 
-from .networks import (
-    autocast_dtype, load_model, model_device, num_threads, pick_device, predict_proba,
-)
-from .store import atomic_path, attr_value, provenance
 from .jobs import device
+from .networks import autocast_dtype, load_model, model_device, num_threads, pick_device, predict_proba
+from .store import atomic_path, attr_value, provenance
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +35,38 @@ def load_ensemble(model_paths: list, device: str | torch.device = "cpu") -> tupl
     """Load every member once; returns ``(models, meta of the first)``.
 
     All members must agree on ``n_classes`` and ``class_names``.
+
+    Parameters
+    ----------
+    model_paths : list of path
+        Checkpoints from :func:`rotdyn.networks.save_model`.
+    device : str or torch.device
+        Where the models go.
+
+    Returns
+    -------
+    models : list of nn.Module
+        In eval mode.
+    meta : dict
+        The first member's.
+
+    Raises
+    ------
+    ValueError
+        For no paths, or members with different classes.
+
+    Examples
+    --------
+    >>> import os, tempfile, torch
+    >>> from rotdyn.networks import build_network, save_model
+    >>> folder = tempfile.mkdtemp()
+    >>> paths = [os.path.join(folder, f"member_{i}.pt") for i in range(2)]
+    >>> for seed, path in enumerate(paths):
+    ...     _ = torch.manual_seed(seed)
+    ...     save_model(build_network("dilnet", 2, width=4), path, {"class_names": ["background", "rod"]})
+    >>> models, meta = load_ensemble(paths)
+    >>> len(models), meta["class_names"]
+    (2, ['background', 'rod'])
     """
     if not model_paths:
         raise ValueError("no ensemble members given")
@@ -52,6 +89,25 @@ def clean_frames(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     A frame without finite pixels or without contrast is unusable (and set to
     zeros here); NaN pixels in other frames take the frame's median, which
     the networks see as background.
+
+    Parameters
+    ----------
+    frames : array_like
+        ``(N, H, W)``.
+
+    Returns
+    -------
+    frames : ndarray
+        float32, a copy.
+    bad : ndarray of bool
+        ``(N,)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> frames, bad = clean_frames([[[1.0, np.nan], [3.0, 4.0]], [[2.0, 2.0], [2.0, 2.0]]])
+    >>> frames[0].tolist(), bad.tolist()
+    ([[1.0, 3.0], [3.0, 4.0]], [False, True])
     """
     frames = np.array(frames, dtype=np.float32)
     bad = np.zeros(len(frames), dtype=bool)
@@ -73,6 +129,30 @@ def ensemble_proba(models: list[nn.Module], x: torch.Tensor,
     float32 on the first model's device. Welford's update keeps one
     member's output in memory at a time and avoids the cancellation of
     ``E[p^2] - E[p]^2``.
+
+    Parameters
+    ----------
+    models : list of nn.Module
+        The members (:func:`load_ensemble`).
+    x : Tensor
+        ``(B, 1, H, W)`` images, on any device.
+    amp_dtype : torch.dtype or None
+        See :func:`rotdyn.networks.autocast_dtype`.
+
+    Returns
+    -------
+    mean, variance : Tensor
+
+    Examples
+    --------
+    Two identical members agree perfectly:
+
+    >>> import torch
+    >>> from rotdyn.networks import build_network
+    >>> model = build_network("dilnet", 2, width=4)
+    >>> mean, variance = ensemble_proba([model, model], torch.rand(1, 1, 16, 16))
+    >>> mean.shape, float(variance.max()), bool(torch.allclose(mean.sum(dim=1), torch.ones(1)))
+    (torch.Size([1, 2, 16, 16]), 0.0, True)
     """
     x = x.to(model_device(models[0]))  # one transfer for all members
     mean = m2 = None
@@ -125,20 +205,46 @@ def segment_movie(movie_path, model_paths: list, out_path, *, batch_size: int = 
                   threads: int | None = None, bf16: bool | str = "auto") -> None:
     """Segment every frame of ``movie_path`` with the ensemble ``model_paths`` into ``out_path``.
 
-    Parameters
-    ----------
-    movie_path : NetCDF with ``frames(frame, y, x)``, as written by the movie stage
-    model_paths : checkpoints from :func:`rotdyn.networks.save_model`, one per member
-    out_path : NetCDF with ``mean`` and ``variance`` ``(frame, class, y, x)`` float32
-        for the foreground classes 1..C-1, coordinates ``frame``, ``class``,
-        ``class_name``, ``y``, ``x`` (and ``time`` if the movie has it), and the
-        movie's attributes plus the ensemble's
-    batch_size : frames per forward pass
-    device, threads, bf16 : see :func:`rotdyn.networks.pick_device` and
-        :func:`rotdyn.networks.autocast_dtype`
-
     Frames without finite pixels or contrast get probability 0 and variance 0
     and are reported in one warning; NaN pixels elsewhere take the frame's median.
+
+    Parameters
+    ----------
+    movie_path : path
+        NetCDF with ``frames(frame, y, x)``, as written by the ingest stage.
+    model_paths : list of path
+        Checkpoints from :func:`rotdyn.networks.save_model`, one per member.
+    out_path : path
+        NetCDF with ``mean`` and ``variance`` ``(frame, class, y, x)`` float32
+        for the foreground classes 1..C-1, coordinates ``frame``, ``class``,
+        ``class_name``, ``y``, ``x`` (and ``time`` if the movie has it), and the
+        movie's attributes plus the ensemble's.
+    batch_size : int
+        Frames per forward pass.
+    device, threads, bf16
+        See :func:`rotdyn.networks.pick_device` and
+        :func:`rotdyn.networks.autocast_dtype`; CPU threads.
+
+    Examples
+    --------
+    >>> import os, tempfile, torch
+    >>> from rotdyn.networks import build_network, save_model
+    >>> folder = tempfile.mkdtemp()
+    >>> paths = [os.path.join(folder, f"member_{i}.pt") for i in range(2)]
+    >>> for seed, path in enumerate(paths):
+    ...     _ = torch.manual_seed(seed)
+    ...     save_model(build_network("dilnet", 2, width=4), path, {"class_names": ["background", "rod"]})
+    >>> import numpy as np, xarray as xr
+    >>> from rotdyn.store import write_netcdf
+    >>> frames = np.random.default_rng(0).random((3, 16, 16), dtype=np.float32)
+    >>> frames[2] = 0  # no contrast: unusable
+    >>> write_netcdf(xr.Dataset({"frames": (("frame", "y", "x"), frames)}, coords={"frame": [0, 1, 2]}),
+    ...              os.path.join(folder, "movie.nc"))
+    >>> segment_movie(os.path.join(folder, "movie.nc"), paths, os.path.join(folder, "probability.nc"),
+    ...               device="cpu", threads=1)
+    >>> with xr.open_dataset(os.path.join(folder, "probability.nc")) as prob:
+    ...     prob["mean"].shape, prob["class_name"].values.tolist(), float(prob["variance"][:2].max()) > 0
+    ((3, 1, 16, 16), ['rod'], True)
     """
     device = pick_device(device)
     amp_dtype = autocast_dtype(device, bf16)
@@ -178,22 +284,37 @@ def segment_movie(movie_path, model_paths: list, out_path, *, batch_size: int = 
     log.info("segmented %s with %d members into %s", movie_path, len(models), out_path)
 
 
-def time_inference(models: list[nn.Module], shape=(512, 512), n_frames: int = 16, batch_size: int = 4,
-                   bf16: bool | str = "auto") -> float:
-    """Frames per second of :func:`ensemble_proba` on random frames, after one warm-up batch."""
-    device = model_device(models[0])
-    amp_dtype = autocast_dtype(device, bf16)
-    x = torch.randn(batch_size, 1, *shape)
-    ensemble_proba(models, x, amp_dtype)
-    n_batches = max(1, n_frames // batch_size)
-    start = time.perf_counter()
-    for _ in range(n_batches):
-        mean, var = ensemble_proba(models, x, amp_dtype)
-        mean.cpu(), var.cpu()  # include the copy back, as segment_movie does
-    return n_batches * batch_size / (time.perf_counter() - start)
-
-
 def run(job) -> None:
-    """Entry of rule ``segment``: every frame of ``job.input.movie`` through ``job.input.members``."""
+    """Entry of rule ``segment``: every frame of ``job.input.movie`` through ``job.input.members``.
+
+    Parameters
+    ----------
+    job : snakemake job or :class:`rotdyn.jobs.Job`
+        ``input`` has ``movie`` and ``members`` (a list); ``output[0]`` is
+        the probability maps; ``params.batch_size`` frames per pass; a job
+        with ``resources.gpu`` runs on a GPU when there is one.
+
+    Examples
+    --------
+    >>> import os, tempfile, torch
+    >>> from rotdyn.networks import build_network, save_model
+    >>> folder = tempfile.mkdtemp()
+    >>> paths = [os.path.join(folder, f"member_{i}.pt") for i in range(2)]
+    >>> for seed, path in enumerate(paths):
+    ...     _ = torch.manual_seed(seed)
+    ...     save_model(build_network("dilnet", 2, width=4), path, {"class_names": ["background", "rod"]})
+    >>> import numpy as np, xarray as xr
+    >>> from rotdyn.store import write_netcdf
+    >>> frames = np.random.default_rng(0).random((3, 16, 16), dtype=np.float32)
+    >>> frames[2] = 0  # no contrast: unusable
+    >>> write_netcdf(xr.Dataset({"frames": (("frame", "y", "x"), frames)}, coords={"frame": [0, 1, 2]}),
+    ...              os.path.join(folder, "movie.nc"))
+    >>> from rotdyn.jobs import job
+    >>> run(job("segment", input={"movie": os.path.join(folder, "movie.nc"), "members": paths},
+    ...         output=[os.path.join(folder, "probability.nc")], params={"batch_size": 2}))
+    >>> with xr.open_dataset(os.path.join(folder, "probability.nc")) as prob:
+    ...     int(prob.attrs["n_members"]), float(prob["mean"][2].max())  # the blank frame: probability 0
+    (2, 0.0)
+    """
     segment_movie(job.input.movie, list(job.input.members), job.output[0], batch_size=job.params.batch_size,
                   threads=job.threads, device=device(job))

@@ -20,10 +20,11 @@ wrapped to [-pi, pi).
 """
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, asdict, dataclass, field, fields
 
 import numpy as np
 import pandas as pd
@@ -58,6 +59,13 @@ class Simulation:
         plus ``kind``; ``simulate(**params)`` reproduces the movie.
     class_names : list of str
         Name of each label value, starting with ``"background"``.
+
+
+    Examples
+    --------
+    >>> sim = simulate("rods", size=32, frames=2, count=1, pair_fraction=0, seed=0)
+    >>> sim.frames.shape, sim.labels.dtype, sim.class_names, sim.truth["id"].tolist()
+    ((2, 32, 32), dtype('uint8'), ['background', 'rod'], [1, 1])
     """
 
     frames: np.ndarray
@@ -133,24 +141,87 @@ def _axes(centres, angles, half_core):
 
 
 # ---------------------------------------------------------------------- rods
+def _param(default, low=-math.inf, high=math.inf, *, strict=False, integer=False, unset=None):
+    """A field of :class:`RodParams`: its default and the range it must lie in.
+
+    ``low`` / ``high`` may name another parameter; ``strict`` excludes ``low``
+    itself; ``unset`` computes the value of a None default from the checked
+    other parameters.
+    """
+    spec = dict(low=low, high=high, strict=strict, integer=integer, unset=unset)
+    return field(default=default, metadata=spec)
+
+
 @dataclass
-class _RodConfig:
-    size: int
-    count: int
-    length: float
-    width: float
-    lattice_angle: float
-    angle_jitter: float
-    angle_memory: float
-    empty_direction: int
-    diffusion: float
-    flip_rate: float
-    birth_rate: float
-    death_rate: float
-    pair_fraction: float
-    pair_gap: float
-    min_gap: float
-    touch_gap: float
+class RodParams:
+    """The parameters of :func:`simulate_rods`, checked: the one place they are defined.
+
+    Each field's default and allowed range drive the signature of
+    :func:`simulate_rods`, the checks made here, and the ``params`` recorded
+    in the :class:`Simulation`. The meaning of each field is documented in
+    :func:`simulate_rods`. Creating an instance checks and converts every
+    value (ints for counts, floats otherwise) and fills the None defaults
+    (``birth_rate = death_rate * count``, ``line_noise = 0.5 * noise``).
+
+    Raises
+    ------
+    ValueError
+        Naming the parameter and its value when a value is out of range;
+        TypeError for an unknown parameter name.
+
+    Examples
+    --------
+    >>> p = RodParams(count=10, death_rate=0.02, width=4)
+    >>> p.count, p.width, p.birth_rate, p.line_noise
+    (10, 4.0, 0.2, 0.075)
+    >>> RodParams(length=3.0)
+    Traceback (most recent call last):
+    ...
+    ValueError: length must be >= 5.0 and <= inf, got 3.0
+    """
+
+    size: int = _param(128, 1, integer=True)
+    frames: int = _param(60, 1, integer=True)
+    count: int = _param(24, 0, integer=True)
+    length: float = _param(16.0, "width")
+    width: float = _param(5.0, 0, strict=True)
+    noise: float = _param(0.15, 0)
+    transition_frame: int = _param(30, 0, integer=True)
+    seed: int = _param(0, 0, integer=True)
+    _: KW_ONLY
+    lattice_angle: float = _param(0.25)
+    angle_jitter: float = _param(0.05, 0)
+    angle_memory: float = _param(0.9, 0, 1)
+    empty_direction: int = _param(0, 0, 2, integer=True)
+    diffusion: float = _param(0.3, 0)
+    flip_rate: float = _param(0.01, 0, 1)
+    birth_rate: float | None = _param(None, 0, unset=lambda p: p["death_rate"] * p["count"])
+    death_rate: float = _param(0.01, 0, 1)
+    pair_fraction: float = _param(0.3, 0, 1)
+    pair_gap: float = _param(0.75, "min_gap")
+    min_gap: float = _param(0.5, 0)
+    touch_gap: float = _param(2.0, 0)
+    asymmetry: float = _param(0.3, 0, 1)
+    line_noise: float | None = _param(None, 0, unset=lambda p: 0.5 * p["noise"])
+    tilt: float = _param(0.3, 0)
+    tilt_drift: float = _param(0.05, 0)
+
+    def __post_init__(self):
+        specs = fields(self)
+        checked = {}
+        # Fields bounded by another field go last, so that field is checked first.
+        for f in sorted(specs, key=lambda f: isinstance(f.metadata["low"], str) or isinstance(f.metadata["high"], str)):
+            value = getattr(self, f.name)
+            if not (value is None and f.metadata["unset"]):
+                checked[f.name] = _check_param(f.name, value, f.metadata, checked)
+        for f in specs:
+            if f.name not in checked:
+                checked[f.name] = f.metadata["unset"](checked)
+        for name, value in checked.items():
+            setattr(self, name, value)
+        if self.size - 1 - 2 * self.margin <= 0:
+            raise ValueError(f"size={self.size} leaves no room for rods of length {self.length} "
+                             "(need size > length + 5)")
 
     @property
     def half_core(self):
@@ -174,6 +245,14 @@ class _RodConfig:
         return [k for k in range(6) if k % 3 != self.empty_direction]
 
 
+def _check_param(name, value, spec, checked):
+    """``value`` of parameter ``name`` checked against its :func:`_param` spec."""
+    low, high = (checked[b] if isinstance(b, str) else b for b in (spec["low"], spec["high"]))
+    if spec["integer"]:
+        return _integer(name, value, low, high)
+    return _number(name, value, low, high, strict=spec["strict"])
+
+
 @dataclass
 class _Group:
     """A single rod or a rigid side-by-side pair that moves as one."""
@@ -188,7 +267,7 @@ class _Group:
 class _RodWorld:
     """The rods' state and the Monte Carlo moves that evolve it."""
 
-    def __init__(self, cfg: _RodConfig, rng: np.random.Generator):
+    def __init__(self, cfg: RodParams, rng: np.random.Generator):
         self.cfg, self.rng = cfg, rng
         self.groups: list[_Group] = []
         self.next_id = 1
@@ -366,12 +445,7 @@ def _afm_noise(rng, shape, noise, line_noise, tilt, tilt_drift):
     return out
 
 
-def simulate_rods(size=128, frames=60, count=24, length=16.0, width=5.0, noise=0.15,
-                  transition_frame=30, seed=0, *, lattice_angle=0.25, angle_jitter=0.05,
-                  angle_memory=0.9, empty_direction=0, diffusion=0.3, flip_rate=0.01,
-                  birth_rate=None, death_rate=0.01, pair_fraction=0.3, pair_gap=0.75,
-                  min_gap=0.5, touch_gap=2.0, asymmetry=0.3, line_noise=None, tilt=0.3,
-                  tilt_drift=0.05) -> Simulation:
+def simulate_rods(*args, **kwargs) -> Simulation:
     """HS-AFM-like movie of head-tail asymmetric nanorods on a three-fold lattice.
 
     Rods are capsules (``length`` end to end, ``width`` across) whose head
@@ -381,6 +455,10 @@ def simulate_rods(size=128, frames=60, count=24, length=16.0, width=5.0, noise=0
     where that collides, die and are replaced by births. Rods never overlap
     and every rod stays whole in the frame: centres keep ``length/2 + 2`` px
     from the edges.
+
+    The parameters, their defaults and allowed ranges are defined once, by
+    :class:`RodParams`; a value out of range raises ValueError naming it, an
+    unknown name TypeError.
 
     Parameters
     ----------
@@ -444,65 +522,53 @@ def simulate_rods(size=128, frames=60, count=24, length=16.0, width=5.0, noise=0
         capsule centre, i.e. the centroid of the symmetric body (the mask);
         the head knob moves the *intensity* centroid toward the head. Extra
         truth columns: ``variant, touching, length, width``.
+
+
+    References
+    ----------
+    A stand-in for the nanorod movies of paper 000: S. V. Kalinin, S. Zhang,
+    M. Valletti, H. Pyles, D. Baker, J. J. De Yoreo, M. Ziatdinov,
+    "Disentangling Rotational Dynamics and Ordering Transitions in a System of
+    Self-Organizing Protein Nanorods via Rotationally Invariant Latent
+    Representations", ACS Nano 15, 6471-6480 (2021). doi:10.1021/acsnano.0c08914
+
+    Examples
+    --------
+    >>> sim = simulate_rods(size=48, frames=3, count=4, transition_frame=2, seed=1)
+    >>> sim.frames.shape, sim.params["birth_rate"], sim.params["line_noise"]
+    ((3, 48, 48), 0.04, 0.075)
+    >>> post = sim.truth[sim.truth.frame == 2]  # from the transition on, direction 0 is empty
+    >>> bool((post.variant % 3 != 0).all()), bool((sim.instances > 0).sum() == (sim.labels == 1).sum())
+    (True, True)
     """
-    size = _integer("size", size, 1)
-    frames = _integer("frames", frames, 1)
-    count = _integer("count", count, 0)
-    width = _number("width", width, 0, strict=True)
-    length = _number("length", length, width)
-    if size - 1 - 2 * (length / 2 + 2) <= 0:
-        raise ValueError(f"size={size} leaves no room for rods of length {length} (need size > length + 5)")
-    death_rate = _number("death_rate", death_rate, 0, 1)
-    min_gap = _number("min_gap", min_gap, 0)
-    noise = _number("noise", noise, 0)
-    cfg = _RodConfig(
-        size=size, count=count, length=length, width=width,
-        lattice_angle=_number("lattice_angle", lattice_angle),
-        angle_jitter=_number("angle_jitter", angle_jitter, 0),
-        angle_memory=_number("angle_memory", angle_memory, 0, 1),
-        empty_direction=_integer("empty_direction", empty_direction, 0, 2),
-        diffusion=_number("diffusion", diffusion, 0),
-        flip_rate=_number("flip_rate", flip_rate, 0, 1),
-        birth_rate=(death_rate * count if birth_rate is None else _number("birth_rate", birth_rate, 0)),
-        death_rate=death_rate,
-        pair_fraction=_number("pair_fraction", pair_fraction, 0, 1),
-        pair_gap=_number("pair_gap", pair_gap, min_gap),
-        min_gap=min_gap,
-        touch_gap=_number("touch_gap", touch_gap, 0),
-    )
-    params = dict(
-        kind="rods", size=size, frames=frames, count=count, length=length, width=width, noise=noise,
-        transition_frame=_integer("transition_frame", transition_frame, 0),
-        seed=_integer("seed", seed, 0),
-        lattice_angle=cfg.lattice_angle, angle_jitter=cfg.angle_jitter, angle_memory=cfg.angle_memory,
-        empty_direction=cfg.empty_direction, diffusion=cfg.diffusion, flip_rate=cfg.flip_rate,
-        birth_rate=cfg.birth_rate, death_rate=death_rate, pair_fraction=cfg.pair_fraction,
-        pair_gap=cfg.pair_gap, min_gap=min_gap, touch_gap=cfg.touch_gap,
-        asymmetry=_number("asymmetry", asymmetry, 0, 1),
-        line_noise=0.5 * noise if line_noise is None else _number("line_noise", line_noise, 0),
-        tilt=_number("tilt", tilt, 0), tilt_drift=_number("tilt_drift", tilt_drift, 0),
-    )
-    rng = np.random.default_rng(params["seed"])
+    cfg = RodParams(*args, **kwargs)
+    params = {"kind": "rods", **asdict(cfg)}
+    size, frames, length, width = cfg.size, cfg.frames, cfg.length, cfg.width
+    rng = np.random.default_rng(cfg.seed)
     world = _RodWorld(cfg, rng)
-    world.populate(count, cfg.allowed(params["transition_frame"] == 0))
+    world.populate(cfg.count, cfg.allowed(cfg.transition_frame == 0))
     clean = np.zeros((frames, size, size), np.float32)
     labels = np.zeros(clean.shape, np.uint8)
     instances = np.zeros(clean.shape, np.int32)
     tables = []
     for t in range(frames):
-        after = t >= params["transition_frame"]
-        if t > 0 and t == params["transition_frame"]:
+        after = t >= cfg.transition_frame
+        if t > 0 and t == cfg.transition_frame:
             world.switch_direction(cfg.allowed(True))
         if t > 0:
             world.step(cfg.allowed(after))
         table = world.table(t)
         for row in table.itertuples(index=False):
-            _render_rod(clean[t], labels[t], instances[t], row, length, width, params["asymmetry"])
+            _render_rod(clean[t], labels[t], instances[t], row, length, width, cfg.asymmetry)
         tables.append(table)
-    movie = clean + _afm_noise(rng, clean.shape, noise, params["line_noise"], params["tilt"], params["tilt_drift"])
+    movie = clean + _afm_noise(rng, clean.shape, cfg.noise, cfg.line_noise, cfg.tilt, cfg.tilt_drift)
     truth = pd.concat(tables, ignore_index=True)
     return Simulation(movie.astype(np.float32), labels, instances, truth, params, ["background", "rod"])
 
+
+
+# The signature is RodParams' own, so help() and the keyword checks show every parameter and default.
+simulate_rods.__signature__ = inspect.signature(RodParams).replace(return_annotation="Simulation")
 
 # --------------------------------------------------------------------- atoms
 def _honeycomb(size, spacing, angle, pad):
@@ -608,6 +674,20 @@ def simulate_atoms(size=128, frames=40, spacing=6.0, dopants=6, vacancies=8, hol
         the lattice site index + 1 (stable), ``angle`` the lattice angle;
         only atoms at least ``label_radius`` from every edge are in the truth
         and the masks (atoms beyond are still drawn, for natural edges).
+
+
+    References
+    ----------
+    A stand-in for the STEM movies of Si dopants in graphene of paper 002:
+    S. V. Kalinin, O. Dyck, S. Jesse, M. Ziatdinov, "Exploring order parameters
+    and dynamic processes in disordered systems via variational autoencoders",
+    Science Advances 7, eabd5084 (2021). doi:10.1126/sciadv.abd5084
+
+    Examples
+    --------
+    >>> sim = simulate_atoms(size=48, frames=2, dopants=2, vacancies=1, seed=0)
+    >>> sim.class_names, [int((f["class"] == 2).sum()) for _, f in sim.truth.groupby("frame")]
+    (['background', 'carbon', 'dopant'], [2, 2])
     """
     size = _integer("size", size, 1)
     frames = _integer("frames", frames, 1)
@@ -684,7 +764,28 @@ _KINDS = {"rods": simulate_rods, "atoms": simulate_atoms}
 
 
 def simulate(kind: str, **params) -> Simulation:
-    """Run the simulation ``kind`` ("rods" or "atoms") with keyword ``params``."""
+    """Run the simulation ``kind`` ("rods" or "atoms") with keyword ``params``.
+
+    Parameters
+    ----------
+    kind : "rods" (:func:`simulate_rods`) or "atoms" (:func:`simulate_atoms`).
+    **params : that simulator's keyword arguments.
+
+    Returns
+    -------
+    Simulation; ``simulate(**sim.params)`` reproduces it (``kind`` is among the params).
+
+    Raises
+    ------
+    ValueError for an unknown kind or a bad parameter value; TypeError for an unknown parameter.
+
+    Examples
+    --------
+    >>> sim = simulate("atoms", size=32, frames=1, dopants=1, vacancies=0)
+    >>> again = simulate(**sim.params)
+    >>> bool(np.array_equal(sim.frames, again.frames)), sim.params["kind"]
+    (True, 'atoms')
+    """
     if kind not in _KINDS:
         raise ValueError(f"kind must be one of {sorted(_KINDS)}, got unknown kind {kind!r}")
     return _KINDS[kind](**params)
@@ -697,6 +798,23 @@ def to_dataset(sim: Simulation, pixel_size_nm: float, frame_interval_s: float) -
     (int32) on dims ``(frame, y, x)`` with integer index coordinates; attrs
     ``pixel_size_nm, frame_interval_s, modality, kind, class_names`` (comma
     joined) and ``sim_<name>`` for every simulation parameter (bools as ints).
+
+
+    Parameters
+    ----------
+    sim : the simulation.
+    pixel_size_nm, frame_interval_s : calibration (> 0).
+
+    Returns
+    -------
+    xarray.Dataset
+
+    Examples
+    --------
+    >>> sim = simulate("rods", size=32, frames=2, count=1, seed=0)
+    >>> ds = to_dataset(sim, pixel_size_nm=0.5, frame_interval_s=2.0)
+    >>> ds.frames.dims, ds.attrs["modality"], ds.attrs["class_names"], ds.attrs["sim_size"]
+    (('frame', 'y', 'x'), 'AFM (simulated)', 'background,rod', 32)
     """
     pixel_size_nm = _number("pixel_size_nm", pixel_size_nm, 0, strict=True)
     frame_interval_s = _number("frame_interval_s", frame_interval_s, 0, strict=True)
@@ -724,6 +842,22 @@ def run(job) -> None:
     ``job.params.sim`` holds the simulator's keyword arguments plus
     ``pixel_size_nm`` and ``frame_interval_s``; ``job.output`` has ``movie``
     (movie.nc) and ``truth`` (truth.csv).
+
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from rotdyn.jobs import job
+    >>> d = Path(tempfile.mkdtemp())
+    >>> sim = {"size": 32, "frames": 2, "count": 1, "seed": 0, "pixel_size_nm": 0.5, "frame_interval_s": 2.0}
+    >>> run(job("simulate", output={"movie": str(d / "movie.nc"), "truth": str(d / "truth.csv")},
+    ...         params={"sim": sim}, wildcards={"kind": "rods"}))
+    >>> pd.read_csv(d / "truth.csv").columns.tolist()[:6] == TRUTH_COLUMNS
+    True
+    >>> with xr.open_dataset(d / "movie.nc") as ds:
+    ...     ds.frames.shape, float(ds.attrs["pixel_size_nm"])
+    ((2, 32, 32), 0.5)
     """
     params = dict(job.params.sim)
     pixel, interval = params.pop("pixel_size_nm"), params.pop("frame_interval_s")

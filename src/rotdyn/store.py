@@ -26,6 +26,27 @@ def atomic_path(path: str | os.PathLike):
     The temporary name is fixed (``.<name>.part<suffix>``), so the leftover of
     a job killed outright is overwritten, then renamed away, by its rerun
     (Snakemake never runs two jobs for one output at once).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to write (its folder is created).
+
+    Yields
+    ------
+    pathlib.Path
+        The temporary path to write to.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> target = Path(tempfile.mkdtemp()) / "table.csv"
+    >>> with atomic_path(target) as tmp:
+    ...     _ = tmp.write_text("a,b")
+    ...     tmp.name, target.exists()
+    ('.table.csv.part.csv', False)
+    >>> target.read_text(), sorted(p.name for p in target.parent.iterdir())
+    ('a,b', ['table.csv'])
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -79,18 +100,54 @@ def plain(value, nan=None):
 
 
 def attr_value(value):
-    """``value`` as a NetCDF attribute: bools as 0/1, numpy scalars as Python ones, else text."""
+    """``value`` as a NetCDF attribute: bools as 0/1, numpy scalars as Python ones, else text.
+
+    What is NetCDF-specific on top of :func:`plain`: NetCDF has no boolean
+    attribute, keeps NaN (JSON does not), and takes arrays as they are; any
+    other container is stored as its text.
+
+    Parameters
+    ----------
+    value : object
+        A scalar, array or anything with a text form.
+
+    Returns
+    -------
+    int, float, str or numpy.ndarray
+
+    Examples
+    --------
+    >>> attr_value(True), attr_value(np.float32(0.5)), attr_value(float("nan")), attr_value((1, 2))
+    (1, 0.5, nan, '(1, 2)')
+    """
     if isinstance(value, (bool, np.bool_)):
         return int(value)
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, (str, int, float, np.ndarray)):
+    if isinstance(value, np.ndarray):
         return value
-    return str(value)
+    if isinstance(value, np.generic):
+        value = plain(value, nan=float("nan"))
+    return value if isinstance(value, (str, int, float)) else str(value)
 
 
 def provenance(**params) -> dict:
-    """Attributes every result carries: workflow version, time, parameters (None left out)."""
+    """Attributes every result carries: workflow version, time, parameters (None left out).
+
+    Parameters
+    ----------
+    **params
+        Settings to record, as :func:`attr_value` stores them.
+
+    Returns
+    -------
+    dict
+        ``rotdyn_version``, ``created`` (UTC, ISO 8601) and the parameters.
+
+    Examples
+    --------
+    >>> attrs = provenance(grid_points=np.int64(181), drift=False, seed=None)
+    >>> attrs["grid_points"], attrs["drift"], "seed" in attrs, sorted(attrs)[:2]
+    (181, 0, False, ['created', 'drift'])
+    """
     attrs = {
         "rotdyn_version": __version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -100,7 +157,26 @@ def provenance(**params) -> dict:
 
 
 def write_netcdf(ds: xr.Dataset, path: str | os.PathLike, compress: bool = True) -> None:
-    """Write ``ds`` to NetCDF-4 at ``path`` atomically (temporary name, then rename)."""
+    """Write ``ds`` to NetCDF-4 at ``path`` atomically (temporary name, then rename).
+
+    Parameters
+    ----------
+    ds : xr.Dataset
+        The result.
+    path : str or os.PathLike
+        Where to write it (the folder is created).
+    compress : bool
+        zlib level 1 for numeric variables of two or more dimensions.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "out.nc"
+    >>> write_netcdf(xr.Dataset({"v": (("y", "x"), np.eye(2))}), path)
+    >>> with xr.open_dataset(path) as back:
+    ...     back["v"].values.tolist(), back["v"].encoding["zlib"]
+    ([[1.0, 0.0], [0.0, 1.0]], True)
+    """
     encoding = {}
     if compress:
         for name, var in ds.data_vars.items():

@@ -3,19 +3,12 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pandas as pd
 import xarray as xr
 
 from . import __version__
-from .contracts import transition_names
-from .store import atomic_path
-
-
-def _number(value):
-    """JSON-friendly: NaN becomes None, numpy scalars plain Python."""
-    value = value.item() if hasattr(value, "item") else value
-    return None if isinstance(value, float) and not np.isfinite(value) else value
+from .contracts import TRANSITION, TRANSITION_UNCERTAINTY, transition_names
+from .store import atomic_path, plain
 
 
 def movie_summary(movie: xr.Dataset, latents: xr.Dataset, nmf: xr.Dataset, tracks: pd.DataFrame,
@@ -24,9 +17,32 @@ def movie_summary(movie: xr.Dataset, latents: xr.Dataset, nmf: xr.Dataset, track
 
     Parameters
     ----------
-    movie, latents, nmf : the ``movie.nc``, ``latents.nc`` and ``nmf.nc`` datasets.
-    tracks : ``track_summary.csv`` (one row per track, with ``length``).
-    settings : the model settings to record (config sections).
+    movie, latents, nmf : xr.Dataset
+        The ``movie.nc``, ``latents.nc`` and ``nmf.nc`` datasets.
+    tracks : DataFrame
+        ``track_summary.csv`` (one row per track, with ``length``).
+    settings : dict
+        The model settings to record (config sections).
+
+    Returns
+    -------
+    dict
+        JSON-ready (:func:`rotdyn.store.plain`; NaN becomes None): ``movie``,
+        ``frames``, ``pixel_size_nm``, ``frame_interval_s``, ``particles``,
+        ``particles_per_frame`` (``mean``, ``min``, ``max``), ``tracks``,
+        ``median_track_length``, ``transition_frame`` and
+        ``transition_uncertainty`` per latent, ``settings``, ``rotdyn_version``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> movie = xr.Dataset(coords={"frame": [0, 1, 2]}, attrs={"pixel_size_nm": 0.39})
+    >>> latents = xr.Dataset({"frame": ("particle", [0, 0, 2])})
+    >>> nmf = xr.Dataset({"transition_frame_angle": 2.0, "transition_uncertainty_angle": 1.0,
+    ...                   "transition_frame_z1": np.nan, "transition_uncertainty_z1": np.nan})
+    >>> s = movie_summary(movie, latents, nmf, pd.DataFrame({"length": [2, 1]}), {})
+    >>> s["particles_per_frame"], s["median_track_length"], s["transition_frame"], s["frame_interval_s"]
+    ({'mean': 1.0, 'min': 0, 'max': 2}, 1.5, {'angle': 2.0, 'z1': None}, None)
     """
     frames = movie["frame"].values
     per_frame = pd.Series(latents["frame"].values).value_counts().reindex(frames, fill_value=0)
@@ -34,16 +50,16 @@ def movie_summary(movie: xr.Dataset, latents: xr.Dataset, nmf: xr.Dataset, track
     return {
         "movie": movie.attrs.get("source"),
         "frames": int(len(frames)),
-        "pixel_size_nm": _number(movie.attrs.get("pixel_size_nm")),
-        "frame_interval_s": _number(movie.attrs.get("frame_interval_s")),
+        "pixel_size_nm": plain(movie.attrs.get("pixel_size_nm")),
+        "frame_interval_s": plain(movie.attrs.get("frame_interval_s")),
         "particles": int(latents.sizes.get("particle", 0)),
-        "particles_per_frame": {"mean": _number(float(per_frame.mean())) if len(per_frame) else 0,
+        "particles_per_frame": {"mean": plain(float(per_frame.mean())) if len(per_frame) else 0,
                                 "min": int(per_frame.min()) if len(per_frame) else 0,
                                 "max": int(per_frame.max()) if len(per_frame) else 0},
         "tracks": int(len(tracks)),
-        "median_track_length": _number(float(tracks["length"].median())) if len(tracks) else None,
-        "transition_frame": {n: _number(float(nmf[f"transition_frame_{n}"])) for n in names},
-        "transition_uncertainty": {n: _number(float(nmf[f"transition_uncertainty_{n}"])) for n in names},
+        "median_track_length": plain(float(tracks["length"].median())) if len(tracks) else None,
+        "transition_frame": {n: plain(float(nmf[f"{TRANSITION}{n}"])) for n in names},
+        "transition_uncertainty": {n: plain(float(nmf[f"{TRANSITION_UNCERTAINTY}{n}"])) for n in names},
         "settings": settings,
         "rotdyn_version": __version__,
     }
@@ -52,7 +68,33 @@ def movie_summary(movie: xr.Dataset, latents: xr.Dataset, nmf: xr.Dataset, track
 def run(job) -> None:
     """Entry of rule ``summary``: ``summary.json`` from movie, latents, NMF and track summary.
 
-    ``job.params.settings`` are the settings that ran ("auto" resolved), recorded as they are.
+    Parameters
+    ----------
+    job : snakemake job or :class:`rotdyn.jobs.Job`
+        ``input.movie``, ``input.latents``, ``input.nmf`` (NetCDF),
+        ``input.tracks`` (``track_summary.csv``), ``output[0]``
+        (``summary.json``, see :func:`movie_summary`); ``params.settings``:
+        the settings that ran ("auto" resolved), recorded as they are.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from rotdyn.jobs import job
+    >>> from rotdyn.store import write_netcdf
+    >>> folder = tempfile.mkdtemp()
+    >>> files = {name: os.path.join(folder, name) for name in ("movie.nc", "latents.nc", "nmf.nc", "tracks.csv")}
+    >>> write_netcdf(xr.Dataset(coords={"frame": [0, 1]}), files["movie.nc"])
+    >>> write_netcdf(xr.Dataset({"frame": ("particle", [0, 1, 1])}), files["latents.nc"])
+    >>> write_netcdf(xr.Dataset({"transition_frame_angle": 1.0, "transition_uncertainty_angle": 0.0}),
+    ...              files["nmf.nc"])
+    >>> pd.DataFrame({"track": [0], "length": [2]}).to_csv(files["tracks.csv"], index=False)
+    >>> run(job("summary", input={"movie": files["movie.nc"], "latents": files["latents.nc"], "nmf": files["nmf.nc"],
+    ...                           "tracks": files["tracks.csv"]}, output=[os.path.join(folder, "summary.json")],
+    ...         params={"settings": {"kde": {"grid_points": 181}}}))
+    >>> with open(os.path.join(folder, "summary.json")) as f:
+    ...     s = json.load(f)
+    >>> s["particles"], s["tracks"], s["transition_frame"], s["settings"]
+    (3, 1, {'angle': 1.0}, {'kde': {'grid_points': 181}})
     """
     with xr.open_dataset(job.input.movie) as movie, xr.open_dataset(job.input.latents) as latents, \
             xr.open_dataset(job.input.nmf) as nmf:

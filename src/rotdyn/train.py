@@ -4,8 +4,8 @@ The baseline trains from scratch with early stopping on a held-out split;
 each ensemble member starts from the baseline's weights and fine-tunes for a
 fixed number of epochs with its own seed for shuffling and augmentation, so
 the members follow different training trajectories (the deep-ensemble recipe
-of Kalinin et al.). Every member validates on the baseline's held-out split,
-which none of them ever trains on.
+of Kalinin et al. [1]_, paper 000). Every member validates on the
+baseline's held-out split, which none of them ever trains on.
 
 Loss: binary cross-entropy on the single logit (two classes) or
 cross-entropy (more classes), without a Dice term: the ensemble mean and
@@ -16,6 +16,13 @@ Precision: ``bf16="auto"`` autocasts to bfloat16 only where that is faster
 (CUDA; CPUs with AMX or AVX512-BF16). On an AVX512 CPU without them
 bfloat16 was measured 1.5-2x slower than float32, so float32 is used there.
 Convolutions run channels-last, measured 1.4x faster on CPU.
+
+References
+----------
+.. [1] S. V. Kalinin, S. Zhang, M. Valletti, H. Pyles, D. Baker, J. J. De Yoreo,
+   M. Ziatdinov, "Disentangling Rotational Dynamics and Ordering Transitions in a
+   System of Self-Organizing Protein Nanorods via Rotationally Invariant Latent
+   Representations", ACS Nano 15, 6471-6480 (2021). doi:10.1021/acsnano.0c08914
 """
 from __future__ import annotations
 
@@ -31,17 +38,37 @@ import torch.nn.functional as F
 from torch import nn
 
 from .augment import augment, check_params
-from .networks import autocast, autocast_dtype, build_network, load_model, num_threads, pick_device
 from .jobs import device
-from .training_set import load_training_set
+from .networks import autocast, autocast_dtype, build_network, load_model, num_threads, pick_device, save_model
 from .store import atomic_path
-from .networks import save_model
+from .training_set import load_training_set
 
 log = logging.getLogger(__name__)
 
 
 def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Shuffled ``(train, val)`` indices for ``n`` images; at least one of each."""
+    """Shuffled ``(train, val)`` indices for ``n`` images; at least one of each.
+
+    Parameters
+    ----------
+    n : int
+        Number of images, at least 2.
+    val_fraction : float
+        Share held out, in (0, 1); rounded, but never 0 or all images.
+    seed : int
+        Seed of the shuffle.
+
+    Returns
+    -------
+    train, val : ndarray
+        Sorted indices.
+
+    Examples
+    --------
+    >>> train, val = split_indices(10, 0.2, seed=0)
+    >>> len(train), len(val), sorted([*train, *val]) == list(range(10))
+    (8, 2, True)
+    """
     if not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction={val_fraction} must lie strictly between 0 and 1")
     if n < 2:
@@ -65,7 +92,30 @@ def _tensors(images: np.ndarray, masks: np.ndarray, n_classes: int, device) -> t
 
 
 def segmentation_loss(logits: torch.Tensor, masks: torch.Tensor, n_classes: int) -> torch.Tensor:
-    """Mean per-pixel (binary) cross-entropy, computed in float32."""
+    """Mean per-pixel (binary) cross-entropy, computed in float32.
+
+    Parameters
+    ----------
+    logits : Tensor
+        ``(B, 1, H, W)`` for two classes, else ``(B, n_classes, H, W)``.
+    masks : Tensor
+        ``(B, H, W)`` integer labels.
+    n_classes : int
+        Classes including the background.
+
+    Returns
+    -------
+    Tensor
+        A scalar.
+
+    Examples
+    --------
+    Logit 0 is probability 1/2, whose cross-entropy is log 2:
+
+    >>> import torch
+    >>> round(float(segmentation_loss(torch.zeros(1, 1, 2, 2), torch.ones(1, 2, 2).long(), 2)), 4)
+    0.6931
+    """
     logits = logits.float()
     if n_classes == 2:
         return F.binary_cross_entropy_with_logits(logits[:, 0], masks.float())
@@ -95,7 +145,33 @@ def _batches(idx: np.ndarray, batch_size: int):
 
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, idx: np.ndarray,
              batch_size: int, amp_dtype=None) -> float:
-    """Mean loss of ``model`` (eval mode, no augmentation) over images ``idx``."""
+    """Mean loss of ``model`` (eval mode, no augmentation) over images ``idx``.
+
+    Parameters
+    ----------
+    model : nn.Module
+        From :func:`rotdyn.networks.build_network`.
+    x, y : Tensor
+        All images ``(N, 1, H, W)`` and masks ``(N, H, W)``, on the model's device.
+    idx : ndarray
+        The images to score.
+    batch_size : int
+        Images per forward pass.
+    amp_dtype : torch.dtype or None
+        See :func:`rotdyn.networks.autocast_dtype`.
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from rotdyn.networks import build_network
+    >>> x, y = torch.zeros(3, 1, 16, 16), torch.zeros(3, 16, 16).long()
+    >>> evaluate(build_network("dilnet", 2, width=4), x, y, np.arange(3), batch_size=2) > 0
+    True
+    """
     model.eval()
     device = x.device
     total = 0.0
@@ -191,22 +267,49 @@ def fit_baseline(images: np.ndarray, masks: np.ndarray, *, n_classes: int, class
 
     Parameters
     ----------
-    images, masks : (N, H, W) float32 images and integer labels 0..n_classes-1
-    n_classes, class_names : classes including the background (label 0)
-    patience : epochs without a better held-out loss before stopping; the
-        best epoch's weights are returned
-    val_fraction, seed : the held-out share and the seed of the split, the
-        weight initialisation, the batch order and the augmentation
-    device, bf16, threads : see :func:`rotdyn.networks.pick_device`,
-        :func:`rotdyn.networks.autocast_dtype`; CPU threads
+    images, masks : ndarray
+        ``(N, H, W)`` float32 images and integer labels 0..n_classes-1.
+    n_classes : int
+        Classes including the background (label 0).
+    class_names : list of str
+        One per class, background first.
+    arch, width : str, int
+        The network (:func:`rotdyn.networks.build_network`).
+    max_epochs : int
+        At most this many epochs.
+    patience : int
+        Epochs without a better held-out loss before stopping; the best
+        epoch's weights are returned.
+    batch_size, lr : int, float
+        Adam's batches and learning rate.
+    val_fraction, seed : float, int
+        The held-out share and the seed of the split, the weight
+        initialisation, the batch order and the augmentation.
+    augment_params : dict or None
+        See :mod:`rotdyn.augment`.
+    device, bf16, threads
+        See :func:`rotdyn.networks.pick_device`,
+        :func:`rotdyn.networks.autocast_dtype`; CPU threads.
 
     Returns
     -------
-    model : trained network in eval mode, with ``class_names`` and
-        ``training_info`` for :func:`rotdyn.networks.save_model`
-    history : one row per epoch: epoch, train_loss (augmented), val_loss
+    model : nn.Module
+        Trained network in eval mode, with ``class_names`` and
+        ``training_info`` for :func:`rotdyn.networks.save_model`.
+    history : DataFrame
+        One row per epoch: epoch, train_loss (augmented), val_loss
         (held-out, not augmented), seconds; ``attrs`` hold best_epoch and
-        the initial held-out loss
+        the initial held-out loss.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> images = np.random.default_rng(0).random((4, 16, 16), dtype=np.float32)
+    >>> masks = (images > 0.5).astype(np.uint8)
+    >>> model, history = fit_baseline(images, masks, n_classes=2, class_names=["background", "grain"],
+    ...                               width=4, max_epochs=2, batch_size=2, device="cpu", threads=1)
+    >>> history["epoch"].tolist(), model.training_info["role"], model.training
+    ([1, 2], 'baseline', False)
     """
     if len(class_names) != n_classes:
         raise ValueError(f"{len(class_names)} class_names for n_classes={n_classes}")
@@ -239,9 +342,49 @@ def fit_member(baseline_path, images: np.ndarray, masks: np.ndarray, *, epochs: 
     ``val_fraction``), so no member trains on it; ``seed`` drives the batch
     order and the augmentation. The last epoch's weights are kept: a member
     is one trajectory, not a selection. Same seed, same data and device give
-    identical weights.
+    identical weights. Members fine-tuned from one baseline with different
+    seeds make the ensemble of paper 000 [1]_.
 
-    Returns ``(model, history)`` as :func:`fit_baseline`.
+    Parameters
+    ----------
+    baseline_path : path
+        The baseline's checkpoint (:func:`rotdyn.networks.save_model`).
+    images, masks : ndarray
+        The baseline's training set.
+    epochs, seed : int
+        Fine-tuning epochs; the member's seed.
+    batch_size, lr, augment_params, device, bf16, threads
+        As for :func:`fit_baseline`.
+
+    Returns
+    -------
+    model, history
+        As :func:`fit_baseline`, with ``training_info["role"] == "member"``.
+
+    References
+    ----------
+    .. [1] S. V. Kalinin, S. Zhang, M. Valletti, H. Pyles, D. Baker, J. J. De Yoreo,
+       M. Ziatdinov, "Disentangling Rotational Dynamics and Ordering Transitions in a
+       System of Self-Organizing Protein Nanorods via Rotationally Invariant Latent
+       Representations", ACS Nano 15, 6471-6480 (2021). doi:10.1021/acsnano.0c08914
+
+    Examples
+    --------
+    Two members with one seed are identical, with another seed not:
+
+    >>> import os, tempfile, torch
+    >>> from rotdyn.networks import save_model
+    >>> import numpy as np
+    >>> images = np.random.default_rng(0).random((4, 16, 16), dtype=np.float32)
+    >>> masks = (images > 0.5).astype(np.uint8)
+    >>> baseline, _ = fit_baseline(images, masks, n_classes=2, class_names=["background", "grain"],
+    ...                            width=4, max_epochs=1, batch_size=2, device="cpu", threads=1)
+    >>> path = os.path.join(tempfile.mkdtemp(), "baseline.pt")
+    >>> save_model(baseline, path)
+    >>> a, b, c = (fit_member(path, images, masks, epochs=1, seed=seed, batch_size=2, device="cpu",
+    ...                       threads=1)[0] for seed in (1, 1, 2))
+    >>> bool(torch.equal(a.head.weight, b.head.weight)), bool(torch.equal(a.head.weight, c.head.weight))
+    (True, False)
     """
     device, amp_dtype = _setup(device, bf16)
     model, meta = load_model(baseline_path, device)
@@ -268,30 +411,6 @@ def fit_member(baseline_path, images: np.ndarray, masks: np.ndarray, *, epochs: 
     return model, history
 
 
-def time_train_step(arch: str = "dilnet", width: int = 16, shape=(128, 128), batch_size: int = 8,
-                    n_steps: int = 5, device: str = "auto", bf16: bool | str = False,
-                    threads: int | None = None) -> float:
-    """Median seconds of one training step (forward, backward, Adam) on random data."""
-    device, amp_dtype = _setup(device, bf16)
-    with num_threads(threads):
-        model = build_network(arch, 2, width).to(device).train()
-        optimizer = torch.optim.Adam(model.parameters())
-        x = torch.randn(batch_size, 1, *shape, device=device).contiguous(memory_format=torch.channels_last)
-        y = (torch.rand(batch_size, *shape, device=device) > 0.5).long()
-        times = []
-        for _ in range(n_steps + 2):
-            start = time.perf_counter()
-            optimizer.zero_grad()
-            with autocast(device, amp_dtype):
-                logits = model(x)
-            segmentation_loss(logits, y, 2).backward()
-            optimizer.step()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - start)
-    return float(np.median(times[2:]))
-
-
 def _save(model, history, job) -> None:
     with atomic_path(job.output.history) as tmp:
         history.to_csv(tmp, index=False)
@@ -303,6 +422,32 @@ def run_baseline(job) -> None:
 
     ``job.input[0]`` is the training set, ``job.params.train`` the ``train``
     config section; ``job.output`` has ``model`` and ``history``.
+
+    Parameters
+    ----------
+    job : snakemake job or :class:`rotdyn.jobs.Job`
+        ``params.train`` needs arch, width, max_epochs, patience, batch_size,
+        lr, val_fraction, augment and seed; a job with ``resources.gpu``
+        trains on a GPU when there is one.
+
+    Examples
+    --------
+    >>> import os, tempfile, numpy as np, xarray as xr
+    >>> from rotdyn.jobs import job
+    >>> from rotdyn.store import write_netcdf
+    >>> folder = tempfile.mkdtemp()
+    >>> images = np.random.default_rng(0).random((4, 16, 16), dtype=np.float32)
+    >>> data = xr.Dataset({"images": (("sample", "y", "x"), images),
+    ...                    "masks": (("sample", "y", "x"), (images > 0.5).astype(np.uint8))},
+    ...                   attrs={"class_names": "background,grain", "n_classes": 2})
+    >>> write_netcdf(data, os.path.join(folder, "train.nc"))
+    >>> train = {"arch": "dilnet", "width": 4, "max_epochs": 2, "patience": 2, "batch_size": 2, "lr": 1e-3,
+    ...          "val_fraction": 0.25, "seed": 0, "augment": {"flip": True}, "member_epochs": 1}
+    >>> run_baseline(job("train_baseline", input=[os.path.join(folder, "train.nc")], params={"train": train},
+    ...                  output={"model": os.path.join(folder, "baseline.pt"),
+    ...                          "history": os.path.join(folder, "baseline_history.csv")}))
+    >>> len(open(os.path.join(folder, "baseline_history.csv")).read().splitlines())  # header + 2 epochs
+    3
     """
     p = dict(job.params.train)
     data = load_training_set(job.input[0])
@@ -320,6 +465,39 @@ def run_member(job) -> None:
     """Entry of rule ``train_member``: one member fine-tuned from the baseline with seed ``job.params.seed``.
 
     ``job.input`` has ``data`` (the training set) and ``baseline``.
+
+    Parameters
+    ----------
+    job : snakemake job or :class:`rotdyn.jobs.Job`
+        ``params.train`` needs member_epochs, batch_size, lr and augment;
+        ``params.seed`` is the member's seed, ``wildcards.member`` its name;
+        ``output`` has ``model`` and ``history``.
+
+    Examples
+    --------
+    >>> import os, tempfile, numpy as np, xarray as xr
+    >>> from rotdyn.jobs import job
+    >>> from rotdyn.store import write_netcdf
+    >>> folder = tempfile.mkdtemp()
+    >>> images = np.random.default_rng(0).random((4, 16, 16), dtype=np.float32)
+    >>> data = xr.Dataset({"images": (("sample", "y", "x"), images),
+    ...                    "masks": (("sample", "y", "x"), (images > 0.5).astype(np.uint8))},
+    ...                   attrs={"class_names": "background,grain", "n_classes": 2})
+    >>> write_netcdf(data, os.path.join(folder, "train.nc"))
+    >>> train = {"arch": "dilnet", "width": 4, "max_epochs": 2, "patience": 2, "batch_size": 2, "lr": 1e-3,
+    ...          "val_fraction": 0.25, "seed": 0, "augment": {"flip": True}, "member_epochs": 1}
+    >>> run_baseline(job("train_baseline", input=[os.path.join(folder, "train.nc")], params={"train": train},
+    ...                  output={"model": os.path.join(folder, "baseline.pt"),
+    ...                          "history": os.path.join(folder, "baseline_history.csv")}))
+    >>> run_member(job("train_member", input={"data": os.path.join(folder, "train.nc"),
+    ...                                       "baseline": os.path.join(folder, "baseline.pt")},
+    ...                params={"train": train, "seed": 1}, wildcards={"member": "1"},
+    ...                output={"model": os.path.join(folder, "member_1.pt"),
+    ...                        "history": os.path.join(folder, "member_1_history.csv")}))
+    >>> from rotdyn.networks import load_model
+    >>> meta = load_model(os.path.join(folder, "member_1.pt"))[1]
+    >>> meta["role"], meta["seed"], meta["baseline"]
+    ('member', 1, 'baseline.pt')
     """
     p = dict(job.params.train)
     data = load_training_set(job.input.data)

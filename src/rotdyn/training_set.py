@@ -39,12 +39,12 @@ palette PNG mask gives its palette indices.
 from __future__ import annotations
 
 import logging
-import re
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
+from .formats import MovieReadError, natural_key, read_image, read_mask
 from .preprocess import NORMALIZE_METHODS, preprocess
 from .simulate import simulate
 from .store import attr_value, provenance
@@ -59,11 +59,19 @@ SOURCES = ("auto", "labels", "simulate")
 AFM_KINDS = ("rods",)
 # Calibration keys that sit beside the simulation parameters in the workflow config.
 _NOT_SIM_PARAMS = ("pixel_size_nm", "frame_interval_s")
-_BT709 = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)  # same weights as rotdyn.formats
 
 
 class TrainingSetError(ValueError):
-    """A training set cannot be built; the message names the file or folder."""
+    """A training set cannot be built; the message names the file or folder.
+
+    Examples
+    --------
+    >>> try:
+    ...     pair_files("no/such/folder")
+    ... except TrainingSetError as exc:
+    ...     print(exc)
+    no/such/folder: no such folder of labelled images
+    """
 
 
 # ----------------------------------------------------------------------------- pairing
@@ -72,11 +80,6 @@ class TrainingSetError(ValueError):
 def _image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir()
                   if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in SUFFIXES)
-
-
-def _natural_key(path: Path):
-    """frame_2 before frame_10: digits compare as numbers."""
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
 
 
 def _by_stem(files: list[Path]) -> dict[str, Path]:
@@ -110,15 +113,35 @@ def _match(images: dict[str, Path], masks: dict[str, Path], mask_name: str) -> l
     for key, path in masks.items():
         if key not in images:
             raise TrainingSetError(f"{path}: mask without an image (expected an image named {key!r})")
-    return sorted(((images[k], masks[k]) for k in images), key=lambda pair: _natural_key(pair[0]))
+    return sorted(((images[k], masks[k]) for k in images), key=lambda pair: natural_key(pair[0].name))
 
 
 def pair_files(folder: str | Path) -> list[tuple[Path, Path]]:
     """``(image, mask)`` file pairs of a labelled folder, in natural order.
 
-    See the module docstring for the rules. Raises :class:`TrainingSetError`
-    naming the file for an image without mask, a mask without image, two
-    files of one name, and naming the folder when it holds no pairs.
+    See the module docstring for the rules.
+
+    Parameters
+    ----------
+    folder : the labelled folder.
+
+    Returns
+    -------
+    list of (image path, mask path).
+
+    Raises
+    ------
+    TrainingSetError naming the file for an image without mask, a mask without
+    image, two files of one name, and naming the folder when it holds no pairs.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> for name in ("f10.npy", "f10_mask.npy", "f2.npy", "f2_labels.npy"):
+    ...     np.save(d / name, np.zeros((4, 4)))
+    >>> [(image.name, mask.name) for image, mask in pair_files(d)]
+    [('f2.npy', 'f2_labels.npy'), ('f10.npy', 'f10_mask.npy')]
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -147,7 +170,27 @@ def pair_files(folder: str | Path) -> list[tuple[Path, Path]]:
 
 
 def has_labels(folder: str | Path) -> bool:
-    """True if ``folder`` exists and holds image files (at its top or in ``images/``)."""
+    """True if ``folder`` exists and holds image files (at its top or in ``images/``).
+
+    Parameters
+    ----------
+    folder : a labelled set's folder, ``<labels_root>/<set>``.
+
+    Returns
+    -------
+    bool
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> has_labels(d), has_labels(d / "missing")
+    (False, False)
+    >>> (d / "images").mkdir()
+    >>> np.save(d / "images" / "a.npy", np.zeros((4, 4)))
+    >>> has_labels(d)
+    True
+    """
     folder = Path(folder)
     return any(d.is_dir() and _image_files(d) for d in (folder, folder / "images"))
 
@@ -155,76 +198,37 @@ def has_labels(folder: str | Path) -> bool:
 # ----------------------------------------------------------------------------- reading
 
 
-def _read(path: Path, mask: bool = False) -> np.ndarray:
-    """Raw pixel array of one file; any library error becomes a TrainingSetError naming it.
+def read_pair(image_path: str | Path, mask_path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """An image and its mask as ``(frame, y, x)`` float32 images and uint8 class labels.
 
-    A palette PNG mask is read as its palette indices: label tools store
-    class ``k`` as index ``k`` with a colour to show it, and the colour is not the label.
+    Read by :func:`rotdyn.formats.read_image` / :func:`rotdyn.formats.read_mask`;
+    masks stored as 0/255 become 0/1.
+
+    Raises
+    ------
+    TrainingSetError naming the file: unreadable, not integer labels 0..255,
+    or a mask whose shape differs from the image's.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> np.save(d / "a.npy", np.arange(4.0).reshape(2, 2))
+    >>> np.save(d / "a_mask.npy", np.array([[0, 255], [255, 0]], np.uint8))
+    >>> image, mask = read_pair(d / "a.npy", d / "a_mask.npy")
+    >>> image.tolist(), mask.dtype, mask.tolist()
+    ([[[0.0, 1.0], [2.0, 3.0]]], dtype('uint8'), [[[0, 1], [1, 0]]])
     """
+    image_path, mask_path = Path(image_path), Path(mask_path)
     try:
-        suffix = path.suffix.lower()
-        if suffix == ".npy":
-            data = np.load(path, allow_pickle=False)
-        elif suffix in (".tif", ".tiff"):
-            import tifffile
-
-            data = tifffile.imread(path)
-        else:
-            import imageio.v3 as iio
-            from PIL import Image
-
-            with Image.open(path) as im:
-                palette = im.mode == "P"
-            data = iio.imread(path, plugin="pillow", mode="P" if mask and palette else None)
-    except Exception as exc:
-        raise TrainingSetError(f"{path}: cannot read: {type(exc).__name__}: {exc}") from exc
-    if np.asarray(data).dtype.kind not in "biuf":
-        raise TrainingSetError(f"{path}: data type {data.dtype} is not numeric image data")
-    return np.asarray(data)
-
-
-def _is_colour(data: np.ndarray) -> bool:
-    """A trailing axis of 2-4 samples on a 2-D image or a stack of them is colour."""
-    if data.ndim == 4:
-        return 1 <= data.shape[-1] <= 4
-    return data.ndim == 3 and 2 <= data.shape[-1] <= 4 < min(data.shape[:2])
-
-
-def _stack(data: np.ndarray, path: Path) -> np.ndarray:
-    """``(frame, y, x[, colour])`` view of 2-D or 3-D data; TrainingSetError otherwise."""
-    colour = _is_colour(data)
-    spatial = data.ndim - colour
-    if spatial not in (2, 3) or 0 in data.shape:
-        raise TrainingSetError(f"{path}: data of shape {data.shape}; expected (y, x), (y, x, colour) "
-                               "or a stack (frame, y, x)")
-    return data[None] if spatial == 2 else data
-
-
-def read_image(path: str | Path) -> np.ndarray:
-    """An image file as ``(frame, y, x)`` float32; colour becomes BT.709 luminance."""
-    path = Path(path)
-    data = _stack(_read(path), path)
-    if not _is_colour(data):
-        return data.astype(np.float32)
-    if data.shape[-1] < 3:  # grey (+ alpha): the grey sample
-        return data[..., 0].astype(np.float32)
-    return data[..., :3].astype(np.float32) @ _BT709
-
-
-def read_mask(path: str | Path) -> np.ndarray:
-    """A mask file as ``(frame, y, x)`` uint8 class labels.
-
-    Binary masks stored as 0/255 become 0/1. A colour mask is accepted only
-    if its colour samples are equal (a grey mask saved as RGB).
-    """
-    path = Path(path)
-    data = _stack(_read(path, mask=True), path)
-    if _is_colour(data):
-        grey = data[..., : min(data.shape[-1], 3)]
-        if data.shape[-1] > 2 and np.any(grey != grey[..., :1]):
-            raise TrainingSetError(f"{path}: colour mask; save class labels as a single-channel image")
-        data = data[..., 0]
-    return _labels(data, path)
+        image, mask = read_image(image_path), read_mask(mask_path)
+    except MovieReadError as exc:
+        raise TrainingSetError(str(exc)) from exc
+    mask = _labels(mask, mask_path)
+    if image.shape != mask.shape:
+        raise TrainingSetError(f"{mask_path}: mask shape {mask.shape} (frame, y, x) differs from "
+                               f"image {image_path.name} {image.shape}")
+    return image, mask
 
 
 def _labels(mask: np.ndarray, path: Path) -> np.ndarray:
@@ -257,6 +261,21 @@ def tile_starts(n: int, tile: int) -> np.ndarray:
     overlap as little and as evenly as possible and the last one is flush
     with the border. An axis not longer than ``tile`` has one tile at 0
     (padded, see :func:`tiles`).
+
+
+    Parameters
+    ----------
+    n : axis length, px.
+    tile : tile side, px.
+
+    Returns
+    -------
+    int array of start offsets.
+
+    Examples
+    --------
+    >>> tile_starts(300, 128).tolist(), tile_starts(256, 128).tolist(), tile_starts(50, 128).tolist()
+    ([0, 86, 172], [0, 128], [0])
     """
     if n <= tile:
         return np.zeros(1, dtype=int)
@@ -280,10 +299,22 @@ def tiles(images: np.ndarray, masks: np.ndarray, tile: int):
     whose intensity it copies, so image and labels stay consistent (a
     constant 0 pad would label mirrored particles as background).
 
+    Parameters
+    ----------
+    images, masks : (frame, y, x) arrays of one shape.
+    tile : sample side, px.
+
     Returns
     -------
     images, masks : (sample, tile, tile) arrays
     frame, y0, x0 : (sample,) int, the frame and top-left pixel of each tile
+
+    Examples
+    --------
+    >>> images = np.arange(3 * 5, dtype=np.float32).reshape(1, 3, 5)
+    >>> img, msk, frame, y0, x0 = tiles(images, (images > 7).astype(np.uint8), 4)
+    >>> img.shape, x0.tolist(), img[0, 3].tolist(), msk[0, 3].tolist()
+    ((2, 4, 4), [0, 1], [5.0, 6.0, 7.0, 8.0], [0, 0, 0, 1])
     """
     ys, xs = tile_starts(images.shape[1], tile), tile_starts(images.shape[2], tile)
     images, masks = _pad(images, tile), _pad(masks, tile)
@@ -380,16 +411,28 @@ def from_labels(folder: str | Path, *, tile: int = 128, flatten=False, normalize
     Raises
     ------
     TrainingSetError naming the file (or the folder) for any problem.
+
+
+    Returns
+    -------
+    xarray.Dataset as described in the module docstring.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> np.save(d / "a.npy", np.arange(16.0).reshape(4, 4))
+    >>> np.save(d / "a_mask.npy", np.eye(4, dtype=np.uint8) * 2)
+    >>> ds = from_labels(d, tile=4, normalize="minmax", class_names=["background", "rod", "dimer"])
+    >>> ds.sizes["sample"], float(ds.images.max()), ds.masks.values[0, 1].tolist(), ds.attrs["class_names"]
+    (1, 1.0, [0, 2, 0, 0], 'background,rod,dimer')
     """
     folder = Path(folder)
     tile, normalize = _check_tile(tile), _check_normalize(normalize)
     flat = _resolve_flatten(flatten, None)
     parts, max_label, max_file = [], 0, None
     for image_path, mask_path in pair_files(folder):
-        image, mask = read_image(image_path), read_mask(mask_path)
-        if image.shape != mask.shape:
-            raise TrainingSetError(f"{mask_path}: mask shape {mask.shape} (frame, y, x) differs from "
-                                   f"image {image_path.name} {image.shape}")
+        image, mask = read_pair(image_path, mask_path)
         if mask.max() > max_label:
             max_label, max_file = int(mask.max()), mask_path
         img, msk, frame, y0, x0 = tiles(_prepare(image, flat, normalize), mask, tile)
@@ -409,6 +452,22 @@ def contact_pixels(instances: np.ndarray) -> np.ndarray:
     Works on the last two axes of ``instances`` (0 = background). Removing
     all of them leaves no two instances 8-adjacent: a kept pixel touching
     another instance's kept pixel would itself be a contact pixel.
+
+
+    Parameters
+    ----------
+    instances : (..., Y, X) integer instance ids.
+
+    Returns
+    -------
+    bool array of the same shape.
+
+    Examples
+    --------
+    >>> inst = np.array([[1, 1, 0, 0],
+    ...                  [1, 1, 2, 2]])
+    >>> contact_pixels(inst).astype(int).tolist()
+    [[0, 1, 0, 0], [0, 1, 1, 0]]
     """
     inst = np.asarray(instances)
     out = np.zeros(inst.shape, dtype=bool)
@@ -449,6 +508,19 @@ def from_simulation(kind: str, *, frames: int = 24, separate_touching: bool = Tr
     The attrs hold every resolved simulation parameter as ``sim_<name>``, and
     ``removed_contact_pixels`` / ``removed_contact_fraction`` (of the
     foreground) for the separation.
+
+
+    Returns
+    -------
+    xarray.Dataset as described in the module docstring.
+
+    Examples
+    --------
+    >>> ds = from_simulation("rods", frames=2, size=48, count=3, tile=48, seed=1)
+    >>> ds.sizes["sample"], ds.attrs["class_names"], ds.attrs["flatten"], ds.attrs["sim_count"]
+    (2, 'background,rod', 1, 3)
+    >>> sorted(np.unique(ds.masks.values).tolist())
+    [0, 1]
     """
     tile, normalize = _check_tile(tile), _check_normalize(normalize)
     flat = _resolve_flatten(flatten, kind)
@@ -490,6 +562,28 @@ def training_set(config: dict, labels_root: str | Path = "resources/training") -
     calibration, not simulation, and are ignored). "auto" uses the labels in
     ``<labels_root>/<set>/`` when that folder holds image files, else
     simulates. The attrs gain ``set`` and ``source`` (the one used).
+
+
+    Parameters
+    ----------
+    config : the ``training_set`` config section, as above.
+    labels_root : folder of the labelled sets.
+
+    Returns
+    -------
+    xarray.Dataset of :func:`from_labels` or :func:`from_simulation`.
+
+    Raises
+    ------
+    TrainingSetError for a missing name, an unknown source or a missing labels folder.
+
+    Examples
+    --------
+    >>> config = {"set": "demo", "tile": 48, "simulate": {"kind": "rods", "frames": 1, "size": 48,
+    ...                                                    "count": 2, "pixel_size_nm": 0.5}}
+    >>> ds = training_set(config, labels_root="no/labels/here")
+    >>> ds.attrs["set"], ds.attrs["source"], "sim_pixel_size_nm" in ds.attrs
+    ('demo', 'simulate', False)
     """
     if "set" not in config:
         raise TrainingSetError("training set config has no 'set' (its name)")
@@ -514,7 +608,25 @@ def training_set(config: dict, labels_root: str | Path = "resources/training") -
 
 
 def load_training_set(path) -> dict:
-    """Arrays and classes of a written training set, as the trainers take them."""
+    """Arrays and classes of a written training set, as the trainers take them.
+
+    Parameters
+    ----------
+    path : a training set NetCDF file (:func:`run`'s output).
+
+    Returns
+    -------
+    dict with ``images`` (float32), ``masks`` (uint8), ``class_names`` (list) and ``n_classes``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "set.nc"
+    >>> write_netcdf(from_simulation("atoms", frames=1, size=32, dopants=1, vacancies=1, tile=32), path)
+    >>> data = load_training_set(path)
+    >>> data["images"].shape, data["masks"].dtype, data["class_names"], data["n_classes"]
+    ((1, 32, 32), dtype('uint8'), ['background', 'carbon', 'dopant'], 3)
+    """
     with xr.open_dataset(path) as ds:
         return {
             "images": ds["images"].values.astype(np.float32),
@@ -529,6 +641,19 @@ def run(job) -> None:
 
     ``job.params.settings`` is the ``training_set`` config section,
     ``job.params.labels_root`` the folder of labelled sets.
+
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from rotdyn.jobs import job
+    >>> out = Path(tempfile.mkdtemp()) / "demo.nc"
+    >>> settings = {"set": "demo", "tile": 48, "simulate": {"kind": "rods", "frames": 2, "size": 48, "count": 2}}
+    >>> run(job("training_set", output=[str(out)], wildcards={"set": "demo"},
+    ...         params={"settings": settings, "labels_root": str(out.parent / "labels")}))
+    >>> with xr.open_dataset(out) as ds:
+    ...     ds.sizes["sample"], ds.attrs["source"], int(ds.attrs["sim_frames"])
+    (2, 'simulate', 2)
     """
     ds = training_set(dict(job.params.settings), labels_root=job.params.labels_root)
     log.info("training set %s: %d tiles, classes %s (%s)", job.wildcards.set,
