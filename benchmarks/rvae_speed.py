@@ -37,7 +37,8 @@ import numpy as np
 import torch
 
 from rotdyn.networks import autocast_dtype, cpu_has_fast_bf16
-from rotdyn.rvae import RVAE, naive_decoder_forward
+from rotdyn.evaluate.rvae import naive_decoder_forward
+from rotdyn.rvae import RVAE
 
 TUNABLES = "glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=8589934592"
 

@@ -223,6 +223,6 @@ def test_killed_in_the_middle_of_training_resumes_from_its_checkpoint(finished_r
     resumed = re.search(r"resuming from \S+ at epoch (\d+)", log.read_text())
     assert resumed and int(resumed.group(1)) >= 10
     history = pd.read_csv(model / "history.csv")
-    assert history.epoch.tolist() == list(range(1, 41)) and np.isfinite(history.test_elbo).all()
+    assert history.epoch.tolist() == list(range(1, 41)) and np.isfinite(history.test_loss).all()
     assert not (model / "checkpoint.pt").exists()
     assert "Nothing to be done" in (r := dry_run(finished_run, *extra)).stdout + r.stderr

@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rotdyn.rvae import (RVAE, latent_grid, load_rvae, naive_decoder_forward, pixel_grid, render,
-                         save_rvae)
+from rotdyn.evaluate.rvae import naive_decoder_forward
+from rotdyn.rvae import RVAE, latent_grid, load_rvae, pixel_grid, render, save_rvae
 
 
 def _model(size=25, seed=0, **kw):
@@ -121,8 +121,8 @@ def test_kl_terms():
     shifted = mean.clone()
     shifted[0, 0] = 1.0
     assert model.kl(shifted, sd).item() == pytest.approx(50.0, rel=1e-5)
-    # uniform-on-the-circle ("vonmises"): the mean is free, the sd is held near rotation_sd
-    vm = _model(size=8, latent_dim=1, rotation_prior="vonmises", translation_sd=0.5)
+    # uniform on the circle: the mean is free, the sd is held near rotation_sd
+    vm = _model(size=8, latent_dim=1, rotation_prior="uniform", translation_sd=0.5)
     assert vm.kl(shifted, sd).item() == pytest.approx(0, abs=1e-6)
     wider = sd.clone()
     wider[0, 0] = 0.3
@@ -283,3 +283,22 @@ def test_polarity_reference_is_saved_and_old_files_load(tmp_path):
     torch.save(blob, tmp_path / "old.pt")  # as saved before polarity existed
     old, meta = load_rvae(tmp_path / "old.pt")
     assert not old.polarity_ref.any() and meta["config"] == blob["config"]
+
+
+def test_old_rotation_prior_name_warns_and_means_uniform(tmp_path):
+    with pytest.warns(FutureWarning, match="'vonmises' is deprecated.*'uniform'"):
+        old = _model(size=8, rotation_prior="vonmises")
+    assert old.config["rotation_prior"] == "uniform"
+    new = _model(size=8, rotation_prior="uniform")
+    mean, sd = torch.tensor([[2.0, 0.1, 0.2, 0.3, 0.4]]), torch.full((1, 5), 0.3)
+    assert old.kl(mean, sd).item() == new.kl(mean, sd).item()
+    # a model file written by the last release loads without a warning
+    save_rvae(new, tmp_path / "m.pt")
+    blob = torch.load(tmp_path / "m.pt", weights_only=True)
+    blob["config"]["rotation_prior"] = "vonmises"
+    torch.save(blob, tmp_path / "old.pt")
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loaded, meta = load_rvae(tmp_path / "old.pt")
+    assert loaded.config["rotation_prior"] == "uniform" == meta["config"]["rotation_prior"]

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from .networks import model_device
 from .rvae import RVAE, load_rvae
 from .store import provenance, write_netcdf
 
@@ -37,7 +38,7 @@ def encode_windows(model: RVAE, patches, batch_size: int = 1000) -> dict:
     S, k = model.size, model.latent_dim
     if x.ndim != 3 or x.shape[1:] != (S, S):
         raise ValueError(f"patches must be (N, {S}, {S}) for this model, got shape {x.shape}")
-    device = next(model.parameters()).device
+    device = model_device(model)
     means, sds = [np.zeros((0, model.n_latent), np.float32)], [np.zeros((0, model.n_latent), np.float32)]
     model.eval()
     with torch.inference_mode():

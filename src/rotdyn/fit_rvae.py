@@ -1,20 +1,16 @@
-"""The fit_rvae stage: training the rVAE on the windows of one movie or of all movies pooled.
+"""The fit_rvae stage: training the rVAE on the windows of one movie, or of all movies of a kind pooled.
 
-Loss convention: every ELBO reported here is the *negative* ELBO per image
-in nats (a positive loss, lower is better): ``-log p(x | latent) + KL``,
-one reparameterised sample per image. The history columns keep the names
-``train_elbo``/``test_elbo`` but hold this positive loss; ``train_elbo`` is
-the mean over the epoch's mini-batches (weights changing during the epoch),
-``test_elbo`` is computed after the epoch on the held-out windows with
-noise seeded by (seed, epoch), so it is reproducible.
+Loss convention: the loss is the *negative* ELBO per window in nats
+(positive, lower is better), ``-log p(x | latent) + KL`` with one
+reparameterised sample per window. ``history.csv`` holds it as
+``train_loss`` (mean over the epoch's mini-batches, weights changing during
+the epoch) and ``test_loss`` (after the epoch, on the held-out windows, with
+noise seeded by (seed, epoch), so it is reproducible).
 
-Speed notes (2-core AVX-512 Xeon without AMX, 24 x 24 windows): bfloat16 is
-slower than float32 there, so the CPU trains in float32
-(:func:`rotdyn.networks.autocast_dtype`); the decoder's large activations
-are kept in reused buffers (see :mod:`rotdyn.rvae`). For processes that
-allocate large arrays every step anyway, ``GLIBC_TUNABLES`` can keep glibc
-from mapping (and the kernel from zeroing) fresh memory for each of them;
-see ``benchmarks/rvae_speed.py`` for the measured effect.
+:func:`fit` is built from an epoch step (:func:`train_epoch`), a resume
+helper (:func:`resume`) and a checkpoint writer (:func:`save_checkpoint`),
+as :mod:`rotdyn.train` does for the segmentation ensemble. Speed notes and
+the measurements behind the CPU settings: ``docs/rvae-speed.md``.
 """
 from __future__ import annotations
 
@@ -23,6 +19,7 @@ import logging
 import math
 import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -32,12 +29,15 @@ import torch
 import xarray as xr
 
 from .jobs import device
-from .networks import autocast, autocast_dtype, num_threads, pick_device
-from .rvae import RVAE, plain, save_rvae
-from .store import atomic_path, provenance
+from .networks import autocast, autocast_dtype, model_device, num_threads, pick_device
+from .rvae import RVAE, save_rvae
+from .store import atomic_path, plain
 
 log = logging.getLogger(__name__)
-HISTORY_COLUMNS = ["epoch", "train_elbo", "test_elbo", "seconds"]
+HISTORY_COLUMNS = ["epoch", "train_loss", "test_loss", "seconds"]
+# Constructor settings of the rVAE among the stage's params (the rest are training settings).
+MODEL_KEYS = ("latent_dim", "hidden", "encoder", "translation", "likelihood", "rotation_prior", "rotation_sd",
+              "polarity")
 
 
 # ------------------------------------------------------------------ helpers
@@ -55,7 +55,14 @@ def _windows(patches) -> np.ndarray:
 
 
 def split_train_test(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Random ``(train, test)`` indices; at least one training window, test may be empty."""
+    """Random ``(train, test)`` indices; at least one training window, test may be empty.
+
+    Examples
+    --------
+    >>> train, test = split_train_test(8, 0.25, seed=0)
+    >>> len(train), len(test), sorted(np.concatenate([train, test]).tolist()) == list(range(8))
+    (6, 2, True)
+    """
     if not 0 <= test_fraction < 1:
         raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
     perm = np.random.default_rng(seed).permutation(n)
@@ -67,9 +74,17 @@ def _data_hash(x: np.ndarray) -> str:
     return hashlib.sha1(np.ascontiguousarray(x).view(np.uint8)).hexdigest()[:16]
 
 
-def _mean_loss(model: RVAE, x: torch.Tensor, idx: torch.Tensor, batch_size: int,
-               generator: torch.Generator, amp_dtype) -> float:
-    """Mean -ELBO per image of windows ``idx`` (no gradients); NaN when ``idx`` is empty."""
+def mean_loss(model: RVAE, x: torch.Tensor, idx: torch.Tensor, batch_size: int,
+              generator: torch.Generator | None = None, amp_dtype=None) -> float:
+    """Mean negative ELBO per window of windows ``x[idx]`` (no gradients); NaN when ``idx`` is empty.
+
+    Examples
+    --------
+    >>> model = RVAE(8, hidden=8, polarity=False)
+    >>> x = torch.rand(4, 8, 8)
+    >>> math.isfinite(mean_loss(model, x, torch.arange(4), 2)), math.isnan(mean_loss(model, x, torch.arange(0), 2))
+    (True, True)
+    """
     if len(idx) == 0:
         return math.nan
     model.eval()
@@ -82,12 +97,115 @@ def _mean_loss(model: RVAE, x: torch.Tensor, idx: torch.Tensor, batch_size: int,
     return float(total) / len(idx)
 
 
+@dataclass
+class FitState:
+    """Everything a fit carries from epoch to epoch, and what a checkpoint holds."""
+
+    model: RVAE
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    shuffle_gen: torch.Generator
+    noise_gen: torch.Generator
+    history: dict = field(default_factory=lambda: {name: [] for name in HISTORY_COLUMNS})
+    epoch: int = 0
+
+
+def train_epoch(state: FitState, x: torch.Tensor, train_idx: torch.Tensor, batch_size: int, amp_dtype) -> float:
+    """One pass of Adam over the training windows in a shuffled order; returns the mean loss per window.
+
+    Examples
+    --------
+    >>> model = RVAE(8, hidden=8, polarity=False)
+    >>> opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    >>> state = FitState(model, opt, torch.amp.GradScaler("cpu", enabled=False),
+    ...                  torch.Generator().manual_seed(0), torch.Generator().manual_seed(1))
+    >>> loss = train_epoch(state, torch.rand(6, 8, 8), torch.arange(6), batch_size=4, amp_dtype=None)
+    >>> math.isfinite(loss)
+    True
+    """
+    model, dev = state.model, x.device
+    model.train()
+    order = train_idx[torch.randperm(len(train_idx), generator=state.shuffle_gen).to(dev)]
+    total = torch.zeros((), dtype=torch.float64, device=dev)
+    for b in range(0, len(order), batch_size):
+        state.optimizer.zero_grad(set_to_none=True)
+        with autocast(dev, amp_dtype):
+            terms = model.negative_elbo(x[order[b:b + batch_size]], generator=state.noise_gen)
+        state.scaler.scale(terms["loss"].mean()).backward()
+        state.scaler.step(state.optimizer)
+        state.scaler.update()
+        total += terms["loss"].detach().double().sum()
+    return float(total) / len(order)
+
+
+def resume(state: FitState, checkpoint, settings: dict, epochs: int) -> None:
+    """Load ``checkpoint`` into ``state`` when it was written by this very fit (same data and settings).
+
+    Otherwise (no file, unreadable, other data or settings, more epochs) the
+    fit starts afresh, and the reason is logged.
+    """
+    saved = _load_checkpoint(checkpoint, model_device(state.model))
+    if saved is None:
+        return
+    if saved.get("settings") != settings or saved["epoch"] > epochs:
+        log.warning("rvae: checkpoint %s does not match this fit's data/settings "
+                    "(or has more epochs); starting afresh", checkpoint)
+        return
+    state.model.load_state_dict(saved["model"])
+    state.optimizer.load_state_dict(saved["optimizer"])
+    state.scaler.load_state_dict(saved["scaler"])
+    state.shuffle_gen.set_state(saved["rng"]["shuffle"].cpu())  # states are CPU byte tensors
+    state.noise_gen.set_state(saved["rng"]["noise"].cpu())
+    state.history = {name: list(saved["history"][name]) for name in HISTORY_COLUMNS}
+    state.epoch = int(saved["epoch"])
+    log.info("rvae: resuming from %s at epoch %d", checkpoint, state.epoch)
+
+
+def _load_checkpoint(path, device) -> dict | None:
+    """The checkpoint at ``path``, or None when there is none or it cannot be read (logged)."""
+    if path is None or not Path(path).exists():
+        return None
+    try:
+        return torch.load(Path(path), map_location=device, weights_only=True)
+    except Exception as exc:  # a foreign or damaged file: train afresh rather than fail
+        log.warning("rvae: cannot read checkpoint %s (%s); starting afresh", path, exc)
+        return None
+
+
+def save_checkpoint(path, state: FitState, settings: dict) -> None:
+    """Write model, optimiser, scaler, epoch, history and RNG states to ``path`` atomically."""
+    blob = {
+        "model": {k: v.detach().cpu() for k, v in state.model.state_dict().items()},
+        "optimizer": state.optimizer.state_dict(),
+        "scaler": state.scaler.state_dict(),
+        "epoch": int(state.epoch),
+        "history": plain(state.history, nan=float("nan")),
+        "rng": {"shuffle": state.shuffle_gen.get_state(), "noise": state.noise_gen.get_state()},
+        "settings": settings,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(blob, tmp)
+
+
 def _report(progress, row: dict, epochs: int) -> None:
     eta = row["seconds"] * (epochs - row["epoch"])
     log.info("rvae epoch %d/%d: -ELBO train %.3f, test %.3f nats/window; %.2f s (eta %.0f min)",
-             row["epoch"], epochs, row["train_elbo"], row["test_elbo"], row["seconds"], eta / 60)
+             row["epoch"], epochs, row["train_loss"], row["test_loss"], row["seconds"], eta / 60)
     if progress is not None:
         progress(dict(row, epochs=epochs))
+
+
+def _update_polarity(model: RVAE, x: torch.Tensor, epoch: int) -> None:
+    model.eval()
+    changed = model.fit_polarity(x)
+    log.info("rvae: head-tail reference refitted after epoch %d; %.1f %% of the training windows turned by pi",
+             epoch, 100 * changed)
+
+
+def _check_counts(epochs, batch_size, checkpoint_every, polarity_every, lr) -> None:
+    if epochs < 0 or batch_size < 1 or checkpoint_every < 1 or polarity_every < 1 or not lr > 0:
+        raise ValueError(f"need epochs >= 0, batch_size >= 1, checkpoint_every >= 1, polarity_every >= 1, "
+                         f"lr > 0; got {epochs}, {batch_size}, {checkpoint_every}, {polarity_every}, {lr}")
 
 
 # ---------------------------------------------------------------- training
@@ -112,28 +230,25 @@ def fit(patches, *, latent_dim: int = 2, epochs: int = 3000, batch_size: int = 2
         Seeds the weights, the train/test split, the batch order and the
         sampling noise: the same seed (and thread count) gives the same fit.
     test_fraction : float
-        Held-out share for the test ELBO (paper 002: 75/25).
+        Held-out share for the test loss (paper 002: 75/25).
     device : str
         "auto" (CUDA when present), "cpu" or "cuda[:N]".
     threads : int or None
         Torch CPU threads during the fit (None: unchanged).
     checkpoint : path or None
-        Save model, optimiser, epoch, history and RNG states here every
-        ``checkpoint_every`` epochs and at the end (atomically). If the file
-        exists and was written with the same data and settings, the fit
-        resumes from it and ends bit-identical to an uninterrupted one;
-        otherwise it starts afresh (logged).
+        Save the fit's state here every ``checkpoint_every`` epochs and at the
+        end (atomically). If the file exists and was written with the same
+        data and settings, the fit resumes from it and ends bit-identical to
+        an uninterrupted one; otherwise it starts afresh (logged).
     progress : callable or None
         Called with each epoch's history row (plus ``epochs``); every
         epoch is also logged (INFO) -- the log is the progress bar.
     amp : bool or "auto"
         Autocast the matmuls to bfloat16/float16 on CUDA ("auto"); float32 on
-        the CPU unless True (bfloat16 is slower without AMX).
+        the CPU unless True.
     polarity_every : int
         With the model option ``polarity`` (default on), refit the head-tail
-        reference on the training windows after every this many epochs
-        (:meth:`~rotdyn.rvae.RVAE.fit_polarity`; the first ones, while the
-        angle is still being learned, are soon replaced).
+        reference on the training windows after every this many epochs.
     **model_options
         Passed to :class:`~rotdyn.rvae.RVAE` (``hidden``, ``encoder``,
         ``likelihood``, ``rotation_prior``, ``rotation_sd``, ``polarity``, ...).
@@ -143,130 +258,83 @@ def fit(patches, *, latent_dim: int = 2, epochs: int = 3000, batch_size: int = 2
     model : RVAE
         In eval mode, with ``training_info``.
     history : DataFrame
-        ``epoch, train_elbo, test_elbo, seconds``; the ELBO columns hold
-        -ELBO per window in nats (see the module docstring).
+        ``epoch, train_loss, test_loss, seconds``; the losses are the
+        negative ELBO per window in nats.
+
+    Examples
+    --------
+    >>> windows = np.random.default_rng(0).random((20, 10, 10), dtype=np.float32)
+    >>> model, history = fit(windows, epochs=2, batch_size=8, hidden=16, device="cpu")
+    >>> history.columns.tolist(), history["epoch"].tolist(), model.training_info["n_train"]
+    (['epoch', 'train_loss', 'test_loss', 'seconds'], [1, 2], 15)
     """
     x_np = _windows(patches)
     epochs, batch_size, checkpoint_every = int(epochs), int(batch_size), int(checkpoint_every)
     polarity_every = int(polarity_every)
-    if epochs < 0 or batch_size < 1 or checkpoint_every < 1 or polarity_every < 1 or not lr > 0:
-        raise ValueError(f"need epochs >= 0, batch_size >= 1, checkpoint_every >= 1, polarity_every >= 1, "
-                         f"lr > 0; got {epochs}, {batch_size}, {checkpoint_every}, {polarity_every}, {lr}")
-    device = pick_device(device)
-    amp_dtype = autocast_dtype(device, amp) if (device.type == "cuda" or amp is True) else None
+    _check_counts(epochs, batch_size, checkpoint_every, polarity_every, lr)
+    dev = pick_device(device)
+    amp_dtype = autocast_dtype(dev, amp) if (dev.type == "cuda" or amp is True) else None
     n, size = x_np.shape[0], x_np.shape[1]
     train_idx, test_idx = split_train_test(n, test_fraction, seed)
     settings = plain(dict(n=n, size=size, data=_data_hash(x_np), latent_dim=latent_dim,
-                           batch_size=batch_size, lr=lr, seed=seed, test_fraction=test_fraction,
-                           device=device.type, amp=str(amp_dtype), polarity_every=polarity_every,
-                           model=model_options))
+                          batch_size=batch_size, lr=lr, seed=seed, test_fraction=test_fraction,
+                          device=dev.type, amp=str(amp_dtype), polarity_every=polarity_every,
+                          model=model_options))
 
     with num_threads(threads):
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            model = RVAE(size, latent_dim=latent_dim, **model_options).to(device)
-        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-        scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-        shuffle_gen = torch.Generator().manual_seed(seed + 1)
-        noise_gen = torch.Generator(device=device).manual_seed(seed + 2)
-        eval_gen = torch.Generator(device=device)
-        history = {name: [] for name in HISTORY_COLUMNS}
-        start = 0
-        state = _load_checkpoint(checkpoint, device)
-        if state is not None:
-            if state.get("settings") == settings and state["epoch"] <= epochs:
-                model.load_state_dict(state["model"])
-                optimizer.load_state_dict(state["optimizer"])
-                scaler.load_state_dict(state["scaler"])
-                shuffle_gen.set_state(state["rng"]["shuffle"].cpu())  # states are CPU byte tensors
-                noise_gen.set_state(state["rng"]["noise"].cpu())
-                history = {name: list(state["history"][name]) for name in HISTORY_COLUMNS}
-                start = int(state["epoch"])
-                log.info("rvae: resuming from %s at epoch %d", checkpoint, start)
-            else:
-                log.warning("rvae: checkpoint %s does not match this fit's data/settings "
-                            "(or has more epochs); starting afresh", checkpoint)
-
-        x = torch.as_tensor(x_np, device=device)
-        train_t = torch.as_tensor(train_idx, device=device)
-        test_t = torch.as_tensor(test_idx, device=device)
-        for epoch in range(start + 1, epochs + 1):
+        state = _new_state(size, latent_dim, lr, seed, dev, amp_dtype, model_options)
+        resume(state, checkpoint, settings, epochs)
+        x = torch.as_tensor(x_np, device=dev)
+        train_t, test_t = torch.as_tensor(train_idx, device=dev), torch.as_tensor(test_idx, device=dev)
+        eval_gen = torch.Generator(device=dev)
+        for epoch in range(state.epoch + 1, epochs + 1):
             t0 = time.perf_counter()
-            model.train()
-            order = train_t[torch.randperm(len(train_t), generator=shuffle_gen).to(device)]
-            total = torch.zeros((), dtype=torch.float64, device=device)
-            for b in range(0, len(order), batch_size):
-                optimizer.zero_grad(set_to_none=True)
-                with autocast(device, amp_dtype):
-                    terms = model.negative_elbo(x[order[b:b + batch_size]], generator=noise_gen)
-                scaler.scale(terms["loss"].mean()).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                total += terms["loss"].detach().double().sum()
-            train_loss = float(total) / len(order)
+            train_loss = train_epoch(state, x, train_t, batch_size, amp_dtype)
             if not math.isfinite(train_loss):
-                raise RuntimeError(f"rvae: non-finite ELBO at epoch {epoch}; try a lower lr (now {lr})")
-            if model.config["polarity"] and epoch % polarity_every == 0:
-                _update_polarity(model, x[train_t], epoch)
+                raise RuntimeError(f"rvae: non-finite loss at epoch {epoch}; try a lower lr (now {lr})")
+            if state.model.config["polarity"] and epoch % polarity_every == 0:
+                _update_polarity(state.model, x[train_t], epoch)
             eval_gen.manual_seed(seed + 1_000_003 * epoch)
-            test_loss = _mean_loss(model, x, test_t, 1000, eval_gen, amp_dtype)
-            row = dict(epoch=epoch, train_elbo=train_loss, test_elbo=test_loss,
-                       seconds=time.perf_counter() - t0)
+            test_loss = mean_loss(state.model, x, test_t, 1000, eval_gen, amp_dtype)
+            row = dict(epoch=epoch, train_loss=train_loss, test_loss=test_loss, seconds=time.perf_counter() - t0)
             for name in HISTORY_COLUMNS:
-                history[name].append(row[name])
+                state.history[name].append(row[name])
+            state.epoch = epoch
             _report(progress, row, epochs)
             if checkpoint is not None and (epoch % checkpoint_every == 0 or epoch == epochs):
-                _save_checkpoint(checkpoint, model, optimizer, scaler, epoch, history, shuffle_gen, noise_gen,
-                                 settings)
+                save_checkpoint(checkpoint, state, settings)
 
-    history = pd.DataFrame(history, columns=HISTORY_COLUMNS).astype({"epoch": np.int64})
+    history = pd.DataFrame(state.history, columns=HISTORY_COLUMNS).astype({"epoch": np.int64})
+    state.model.training_info = _training_info(state.model, history, epochs, batch_size, lr, seed, test_fraction,
+                                               len(train_idx), len(test_idx), dev, amp_dtype)
+    return state.model.eval(), history
+
+
+def _new_state(size, latent_dim, lr, seed, dev, amp_dtype, model_options) -> FitState:
+    """A fresh model (weights seeded by ``seed``), its optimiser and the seeded generators."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = RVAE(size, latent_dim=latent_dim, **model_options).to(dev)
+    return FitState(model=model, optimizer=torch.optim.Adam(model.parameters(), lr=lr),
+                    scaler=torch.amp.GradScaler(dev.type, enabled=amp_dtype == torch.float16),
+                    shuffle_gen=torch.Generator().manual_seed(seed + 1),
+                    noise_gen=torch.Generator(device=dev).manual_seed(seed + 2))
+
+
+def _training_info(model, history, epochs, batch_size, lr, seed, test_fraction, n_train, n_test, dev,
+                   amp_dtype) -> dict:
+    """What the model file records of its training (``model.training_info``)."""
     last = history.iloc[-1] if len(history) else None
-    model.training_info = plain(dict(
+    noise = model.noise_sd()
+    return plain(dict(
         epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, test_fraction=test_fraction,
-        n_train=len(train_idx), n_test=len(test_idx), device=device.type, amp=str(amp_dtype),
-        final_train_elbo=None if last is None else last["train_elbo"],
-        final_test_elbo=None if last is None else last["test_elbo"],
-        noise_sd=None if model.noise_sd() is None else float(torch.as_tensor(model.noise_sd()).detach())))
-    return model.eval(), history
-
-
-def _update_polarity(model: RVAE, x: torch.Tensor, epoch: int) -> None:
-    model.eval()
-    changed = model.fit_polarity(x)
-    log.info("rvae: head-tail reference refitted after epoch %d; %.1f %% of the training windows turned by pi",
-             epoch, 100 * changed)
-
-
-def _load_checkpoint(path, device) -> dict | None:
-    """The checkpoint at ``path``, or None when there is none or it cannot be read (logged)."""
-    if path is None or not Path(path).exists():
-        return None
-    try:
-        return torch.load(Path(path), map_location=device, weights_only=True)
-    except Exception as exc:  # a foreign or damaged file: train afresh rather than fail
-        log.warning("rvae: cannot read checkpoint %s (%s); starting afresh", path, exc)
-        return None
-
-
-def _save_checkpoint(path, model, optimizer, scaler, epoch, history, shuffle_gen, noise_gen, settings):
-    state = {
-        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "optimizer": optimizer.state_dict(),
-        "scaler": scaler.state_dict(),
-        "epoch": int(epoch),
-        "history": plain(history),
-        "rng": {"shuffle": shuffle_gen.get_state(), "noise": noise_gen.get_state()},
-        "settings": settings,
-    }
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+        n_train=n_train, n_test=n_test, device=dev.type, amp=str(amp_dtype),
+        final_train_loss=None if last is None else last["train_loss"],
+        final_test_loss=None if last is None else last["test_loss"],
+        noise_sd=None if noise is None else float(torch.as_tensor(noise).detach())), nan=float("nan"))
 
 
 # ------------------------------------------------------------------- stage
-MODEL_KEYS = ("latent_dim", "hidden", "encoder", "translation", "likelihood", "rotation_prior", "rotation_sd",
-              "polarity")
-
-
 def run(job) -> None:
     """Entry of rule ``fit_rvae``: the rVAE on the windows of one movie, or of all movies pooled.
 

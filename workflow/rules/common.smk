@@ -15,10 +15,12 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from rotdyn.locks import recover_stale_lock, record_owner
 from rotdyn.movies import MOVIE_NAME, discover, movie_settings, read_sample_sheet
-from rotdyn.settings import canonical, rvae_fit_settings
+from rotdyn.settings import canonical, rvae_fit_settings, upgrade_config
 from rotdyn.stages import check_rules, stage_code
 
 validate(config, "../../config/schema.yaml")
+# Renamed values keep working for one release: rewritten here, so params compare equal, with a warning.
+DEPRECATIONS = upgrade_config(config)
 # Snakemake compares params by their text, and the key order follows the config
 # files (an extra --configfile puts its keys first): sorted once here, the same
 # settings in another order rerun nothing.
@@ -46,6 +48,8 @@ if workflow.is_main_process:
     if (stale := recover_stale_lock()):
         logger.warning(f"rotdyn: {stale}")
     record_owner()
+    for message in DEPRECATIONS:
+        logger.warning(f"rotdyn: {message}")
     for path, reason in FOUND.skipped.items():
         logger.warning(f"rotdyn: skipping {path}: {reason}")
     for name in sorted(set(SHEET) - set(MOVIES)):

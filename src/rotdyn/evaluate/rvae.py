@@ -1,12 +1,14 @@
-"""Scoring latent angles against ground truth, and windows of simulated movies (tests and benchmarks only)."""
+"""Scoring latent angles against ground truth, windows of simulated movies, the naive decoder (tests and benchmarks only)."""
 from __future__ import annotations
 
 import math
 
 import numpy as np
+import torch
 
 from ..patches import window
 from ..preprocess import preprocess
+from ..rvae.geometry import display_shift, rotation
 
 
 def _best_offset(r: np.ndarray, period: float) -> tuple[float, float]:
@@ -122,3 +124,31 @@ def simulated_windows(sim, source: str = "labels", size: int = 24, smooth: float
                         for f, r, c in zip(truth["frame"].to_numpy(), rows, cols)]) if len(truth) \
         else np.zeros((0, size, size), np.float32)
     return windows.astype(np.float32), truth
+
+
+def naive_decoder_forward(model, latent):
+    """The textbook spatial-VAE decoder with ``model``'s weights: per-pixel concatenation ``[coord, z]``.
+
+    Transforms every pixel's coordinate, concatenates ``z`` to it, and runs
+    the three layers on the ``(B, P, 2 + k)`` result. Kept for the speed
+    comparison (``benchmarks/rvae_speed.py``) and as a check of the split
+    first layer; returns ``(B, P)`` like :meth:`rotdyn.rvae.RVAE.decoder_raw`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from rotdyn.rvae import RVAE
+    >>> model = RVAE(9, hidden=16)
+    >>> latent = torch.randn(3, model.n_latent)
+    >>> torch.allclose(naive_decoder_forward(model, latent), model.decoder_raw(latent), atol=1e-5)
+    True
+    """
+    angle, shift, z = model.split_latent(latent)
+    t = display_shift(shift, model.config["dx_scale"])
+    # row-vector form of R(-a) (r - t): (r - t) @ R(-a)^T = (r - t) @ R(a)
+    coords = (model.grid[None] - t[:, None]) @ rotation(angle)
+    B, P = coords.shape[:2]
+    h = torch.cat([coords, z[:, None].expand(B, P, z.shape[1])], -1)
+    h = torch.tanh(model.first(h))
+    h = torch.tanh(model.second(h))
+    return model.out(h)[..., 0]

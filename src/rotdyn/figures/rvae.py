@@ -107,7 +107,7 @@ def _draw(model, lat, history, out, grid):
     save(manifold(images, z1, z2), out.manifold)
     save(latent_histograms(lat.angle.values, lat.dx.values, lat.dy.values), out.histograms)
     save(angle_vs_latents(lat.angle.values, z), out.joint)
-    save(training_history(history, "train_elbo", "test_elbo", "negative ELBO per window"), out.history)
+    save(training_history(history, "train_loss", "test_loss", "negative ELBO per window"), out.history)
 
 
 def run(job) -> None:

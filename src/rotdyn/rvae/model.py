@@ -1,0 +1,341 @@
+"""The rVAE model: encoder, spatial decoder, priors, likelihood and the negative ELBO.
+
+Every window is encoded into an angle, two offsets and ``latent_dim``
+content variables (paper 000: "latent angle + 2 offsets + 2"). The decoder
+is a *spatial* generator (Bepler et al.'s spatial-VAE): it maps the
+coordinate of every pixel, rotated and shifted by the angle and offsets,
+together with the content ``z``, to the pixel's value, so rotation and
+translation are built into the geometry and ``z`` is left to describe
+shape and neighbourhood.
+
+A pixel at display coordinate ``r`` gets the value ``g(R(-a) (r - t), z)``,
+so ``decode(angle=a)`` is ``decode(angle=0)`` turned counter-clockwise as
+displayed by ``a`` about the particle pixel: the project's angle convention
+(:mod:`rotdyn.contracts`). The priors and likelihoods, with the measurements
+that chose them: ``docs/rvae-priors.md``; the split first layer and the
+tiled kernel: ``docs/rvae-speed.md``.
+
+References
+----------
+.. [1] S. V. Kalinin et al., "Disentangling Rotational Dynamics and Ordering
+   Transitions in a System of Self-Organizing Protein Nanorods via
+   Rotationally Invariant Latent Representations", ACS Nano 15, 6471-6480
+   (2021). doi:10.1021/acsnano.0c08914
+.. [2] S. V. Kalinin, O. Dyck, S. Jesse, M. Ziatdinov, "Exploring order
+   parameters and dynamic processes in disordered systems via variational
+   autoencoders", Science Advances 7, eabd5084 (2021). doi:10.1126/sciadv.abd5084
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import polarity
+from .geometry import display_shift, pixel_grid, rotation
+from .kernel import Workspace, tiled_mlp
+
+ENCODERS = ("mlp", "conv")
+LIKELIHOODS = ("gaussian", "bernoulli")
+ROTATION_PRIORS = ("uniform", "normal")
+# Old option names that still work for one release, with a warning: old -> new.
+DEPRECATED_PRIORS = {"vonmises": "uniform"}
+LOG_2PI = math.log(2 * math.pi)
+_LOGSD_RANGE = (-12.0, 6.0)  # keeps exp() finite early in training
+
+
+def rotation_prior_name(name: str, warn: bool = True) -> str:
+    """The current name of a rotation prior option (``"vonmises"`` is now ``"uniform"``), warning on old names.
+
+    Examples
+    --------
+    >>> rotation_prior_name("normal")
+    'normal'
+    >>> rotation_prior_name("vonmises", warn=False)
+    'uniform'
+    """
+    if name in DEPRECATED_PRIORS:
+        new = DEPRECATED_PRIORS[name]
+        if warn:
+            warnings.warn(f"rVAE rotation_prior {name!r} is deprecated and will be removed in the next release: "
+                          f"it is the uniform prior; use {new!r}", FutureWarning, stacklevel=3)
+        return new
+    return name
+
+
+class RVAE(nn.Module):
+    """Rotationally invariant VAE for square windows.
+
+    Parameters
+    ----------
+    size : int
+        Window side, px.
+    latent_dim : int
+        Number of content latents ``z`` (paper 000: 2).
+    hidden : int
+        Width of the two hidden layers of encoder and decoder (128).
+    encoder : {"mlp", "conv"}
+        Two tanh layers on the flattened window, or a small conv net
+        (2 x [3x3 conv, LeakyReLU, 2x2 max-pool], 16 and 32 channels) then
+        one tanh layer.
+    translation : bool
+        Learn the two offsets (else they are fixed at 0).
+    likelihood : {"gaussian", "bernoulli"}
+        Pixel likelihood: Gaussian with noise sd ``noise_sd`` (frames), or
+        Bernoulli with logits (probability maps in [0, 1]).
+    rotation_prior : {"uniform", "normal"}
+        Prior of the angle: uniform on the circle (every orientation equally
+        likely; the posterior sd is held near ``rotation_sd``), or
+        N(0, ``rotation_sd``^2) (paper 002, for nearly aligned objects).
+        ``"vonmises"``, the old name of ``"uniform"``, warns.
+    rotation_sd : float
+        Sd of the normal rotation prior, and the posterior sd the uniform
+        prior's term favours, rad (paper 002: 0.1).
+    translation_sd : float
+        Sd of the offsets' normal prior, latent units (0.5: 0.58 px for
+        24-px windows).
+    dx_scale : float
+        Grid units (half the window is about 1) per latent offset unit.
+    noise_sd : float or None
+        Gaussian likelihood's pixel noise sd; None = learned.
+    polarity : bool
+        Resolve head vs tail with :attr:`polarity_ref` (:mod:`rotdyn.rvae.polarity`).
+    tiled : bool or None
+        Tiled decoder with reused buffers (:mod:`rotdyn.rvae.kernel`; None: on CPU only).
+    tile_pixels : int
+        Pixels per tile of the tiled decoder (whole images per tile).
+
+    Notes
+    -----
+    Latent layout: ``[angle, dx, dy, z_1 .. z_k]`` (without translation:
+    ``[angle, z_1 .. z_k]``). Offsets are in units of ``dx_scale`` grid
+    units, ``dx`` positive right, ``dy`` positive down; :meth:`offsets_px`
+    converts them to pixels.
+
+    Examples
+    --------
+    >>> torch.manual_seed(0) is not None
+    True
+    >>> model = RVAE(16, latent_dim=2, hidden=32)
+    >>> x = torch.rand(5, 16, 16)
+    >>> model.encode(x)["mean"].shape, model.negative_elbo(x)["loss"].shape
+    (torch.Size([5, 5]), torch.Size([5]))
+    """
+
+    def __init__(self, size: int, latent_dim: int = 2, hidden: int = 128, encoder: str = "mlp",
+                 translation: bool = True, likelihood: str = "gaussian", rotation_prior: str = "uniform",
+                 rotation_sd: float = 0.1, translation_sd: float = 0.5,
+                 dx_scale: float = 0.1, noise_sd: float | None = None, polarity: bool = True,
+                 tiled: bool | None = None, tile_pixels: int = 16384):
+        super().__init__()
+        rotation_prior = rotation_prior_name(rotation_prior)
+        _check_options(size, latent_dim, hidden, encoder, likelihood, rotation_prior, rotation_sd,
+                       translation_sd, dx_scale, noise_sd)
+        self.config = dict(size=int(size), latent_dim=int(latent_dim), hidden=int(hidden), encoder=encoder,
+                           translation=bool(translation), likelihood=likelihood, rotation_prior=rotation_prior,
+                           rotation_sd=float(rotation_sd),
+                           translation_sd=float(translation_sd), dx_scale=float(dx_scale),
+                           noise_sd=None if noise_sd is None else float(noise_sd), polarity=bool(polarity))
+        self.size, self.latent_dim, self.hidden = int(size), int(latent_dim), int(hidden)
+        self.n_shift = 2 if translation else 0
+        self.n_latent = 1 + self.n_shift + self.latent_dim
+        self.tiled, self.tile_pixels = tiled, int(tile_pixels)
+        S, H, k = self.size, self.hidden, self.latent_dim
+
+        self.features = _encoder_features(encoder, S, H)
+        # The angle's mean is atan2 of two outputs: continuous all round the circle,
+        # where a single output would need a jump somewhere between -pi and pi.
+        self.mean_head = nn.Linear(H, 2 + self.n_shift + k)
+        self.logsd_head = nn.Linear(H, self.n_latent)
+
+        self.first = nn.Linear(2 + k, H)  # weight columns: [x, y | z_1..z_k]
+        self.second = nn.Linear(H, H)
+        self.out = nn.Linear(H, 1)
+        self.log_noise = nn.Parameter(torch.zeros(())) if (likelihood == "gaussian" and noise_sd is None) else None
+        self.register_buffer("grid", pixel_grid(S), persistent=False)
+        self.register_buffer("grid1", torch.cat([self.grid, torch.ones(S * S, 1)], 1), persistent=False)
+        # odd pattern in the angle-0 frame that tells head from tail; zeros until fit_polarity
+        self.register_buffer("polarity_ref", torch.zeros(S * S))
+        self._ws = Workspace()
+
+    # ------------------------------------------------------------ geometry
+    def offsets_px(self, dx, dy):
+        """Latent offsets -> pixels: ``(dx_px, dy_px)``, +x right (column), +y down (row).
+
+        Examples
+        --------
+        >>> RVAE(25).offsets_px(1.0, -1.0)
+        (1.2000000000000002, -1.2000000000000002)
+        """
+        scale = self.config["dx_scale"] * (self.size - 1) / 2
+        return dx * scale, dy * scale
+
+    def split_latent(self, latent: torch.Tensor):
+        """Full latent ``(B, n_latent)`` -> angle ``(B,)``, shift ``(B, 2)`` (latent units, y down), z ``(B, k)``."""
+        angle = latent[:, 0]
+        shift = latent[:, 1:3] if self.n_shift else latent.new_zeros(len(latent), 2)
+        return angle, shift, latent[:, 1 + self.n_shift:]
+
+    def _first_layer(self, angle, shift, z):
+        """Per-image ``A = R(a) W_c^T`` ``(B, 2, H)`` and bias ``c`` ``(B, H)`` of the first layer.
+
+        The coordinate part of the first layer is affine in the fixed pixel
+        grid, ``W_c R(-a) (r - t) = r (R(a) W_c^T) - t (R(a) W_c^T)``, so the
+        per-pixel concatenation of coordinates and ``z`` is never built.
+        """
+        Wc, Wz = self.first.weight[:, :2], self.first.weight[:, 2:]
+        A = rotation(angle) @ Wc.t()
+        t = display_shift(shift, self.config["dx_scale"])
+        c = torch.addmm(self.first.bias, z, Wz.t()) if self.latent_dim else self.first.bias.expand(len(A), -1)
+        c = c - (t[:, None] @ A)[:, 0]
+        return A, c
+
+    def decoder_raw(self, latent: torch.Tensor) -> torch.Tensor:
+        """Decoder output ``(B, P)``: logits (Bernoulli) or means (Gaussian)."""
+        angle, shift, z = self.split_latent(latent)
+        A, c = self._first_layer(angle, shift, z)
+        tiled = self.tiled if self.tiled is not None else A.device.type == "cpu"
+        if tiled and A.dtype == torch.float32 and len(A):
+            tile = max(1, self.tile_pixels // self.grid.shape[0])
+            Ac = torch.cat([A, c[:, None]], 1)
+            return tiled_mlp(self.grid1, Ac, self.second.weight, self.second.bias, self.out.weight,
+                             self.out.bias, self._ws, tile)
+        # plain: (B, P, H) activations; first layer = grid @ A + c, never the concatenation
+        h = torch.tanh(torch.baddbmm(c[:, None], self.grid.to(A.dtype).expand(len(A), -1, -1), A))
+        h = torch.tanh(self.second(h))
+        return self.out(h)[..., 0]
+
+    # --------------------------------------------------------- public API
+    def encode(self, x: torch.Tensor) -> dict:
+        """Posterior of windows ``x`` ``(B, S, S)``: ``{"mean", "sd"}``, each ``(B, n_latent)``.
+
+        The angle's mean is wrapped to [-pi, pi).
+        """
+        h = self.features(x.reshape(len(x), self.size, self.size))
+        m = self.mean_head(h)
+        angle = torch.atan2(m[:, 1], m[:, 0])
+        mean = torch.cat([angle[:, None], m[:, 2:]], 1)
+        sd = torch.exp(self.logsd_head(h).clamp(*_LOGSD_RANGE))
+        return {"mean": mean, "sd": sd}
+
+    def decode(self, latent: torch.Tensor) -> torch.Tensor:
+        """Images ``(B, S, S)`` for full latents ``[angle, dx, dy, z...]``.
+
+        Bernoulli: pixel probabilities; Gaussian: pixel means.
+        """
+        raw = self.decoder_raw(latent)
+        if self.config["likelihood"] == "bernoulli":
+            raw = torch.sigmoid(raw)
+        return raw.reshape(len(latent), self.size, self.size)
+
+    def noise_sd(self) -> torch.Tensor | float | None:
+        """Gaussian pixel noise sd (learned or fixed); None for Bernoulli."""
+        if self.config["likelihood"] != "gaussian":
+            return None
+        return torch.exp(self.log_noise) if self.log_noise is not None else self.config["noise_sd"]
+
+    def kl(self, mean: torch.Tensor, sd: torch.Tensor) -> torch.Tensor:
+        """KL(q || prior) per image ``(B,)`` (``docs/rvae-priors.md``).
+
+        Angle: KL of N(m, s^2) against N(0, rs^2) for the normal prior; the
+        uniform prior drops the ``m^2`` term (the mean is free, the posterior
+        sd held near ``rotation_sd``). Offsets: N(0, ``translation_sd``^2).
+        Content: N(0, 1).
+        """
+        m_a, s_a = mean[:, 0], sd[:, 0]
+        rs = self.config["rotation_sd"]
+        m2 = m_a**2 if self.config["rotation_prior"] == "normal" else 0.0
+        kl = math.log(rs) - torch.log(s_a) + (s_a**2 + m2) / (2 * rs**2) - 0.5
+        if self.n_shift:
+            ts = self.config["translation_sd"]
+            m, s = mean[:, 1:3], sd[:, 1:3]
+            kl = kl + (math.log(ts) - torch.log(s) + (s**2 + m**2) / (2 * ts**2) - 0.5).sum(1)
+        if self.latent_dim:
+            m, s = mean[:, 1 + self.n_shift:], sd[:, 1 + self.n_shift:]
+            kl = kl + (0.5 * (m**2 + s**2 - 1) - torch.log(s)).sum(1)
+        return kl
+
+    def nll(self, x: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
+        """-log p(x | latent) per image ``(B,)`` from decoder output ``raw`` ``(B, P)``.
+
+        Gaussian: ``sum (x - mu)^2 / (2 sd^2) + P log sd + P/2 log(2 pi)``;
+        Bernoulli: binary cross-entropy with logits, summed over pixels.
+        """
+        x = x.reshape(len(x), -1)
+        if self.config["likelihood"] == "bernoulli":
+            return F.binary_cross_entropy_with_logits(raw, x, reduction="none").sum(1)
+        sd = self.noise_sd()
+        log_sd = torch.log(sd) if torch.is_tensor(sd) else math.log(sd)
+        P = x.shape[1]
+        return ((x - raw) ** 2).sum(1) / (2 * sd**2) + P * (log_sd + 0.5 * LOG_2PI)
+
+    def negative_elbo(self, x: torch.Tensor, generator: torch.Generator | None = None) -> dict:
+        """One-sample estimate of -ELBO per image, in nats: ``{"loss", "nll", "kl"}``, each ``(B,)``.
+
+        ``generator`` draws the reparameterisation noise (for reproducibility).
+        With polarity on, windows pointing against the head-tail reference are
+        decoded at their angle + pi (a discrete turn, outside the gradient).
+        """
+        q = self.encode(x)
+        eps = torch.randn(q["mean"].shape, generator=generator, device=x.device, dtype=q["mean"].dtype)
+        latent = q["mean"] + q["sd"] * eps
+        if self.config["polarity"]:
+            turn = math.pi * self.polarity_flip(x, latent).to(latent.dtype)
+            latent = torch.cat([latent[:, :1] + turn[:, None], latent[:, 1:]], 1)
+        raw = self.decoder_raw(latent).float()
+        nll, kl = self.nll(x.float(), raw), self.kl(q["mean"].float(), q["sd"].float())
+        return {"loss": nll + kl, "nll": nll, "kl": kl}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Reconstruction of ``x`` from the posterior means ``(B, S, S)``, polarity resolved."""
+        return self.decode(self.resolve_polarity(x, self.encode(x)["mean"]))
+
+    # ------------------------------------------------- polarity (rotdyn.rvae.polarity)
+    def aligned(self, x: torch.Tensor, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Windows seen in the decoder's angle-0 frame at ``r'`` and ``-r'`` (:func:`~rotdyn.rvae.polarity.aligned`)."""
+        return polarity.aligned(self, x, latent)
+
+    def polarity_flip(self, x: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
+        """``(B,)`` bool: the head lies at the latent angle + pi (:func:`~rotdyn.rvae.polarity.flip`)."""
+        return polarity.flip(self, x, latent)
+
+    def resolve_polarity(self, x: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
+        """``latent`` with head and tail resolved (:func:`~rotdyn.rvae.polarity.resolve`)."""
+        return polarity.resolve(self, x, latent)
+
+    def fit_polarity(self, x: torch.Tensor, batch_size: int = 1000, iterations: int = 30) -> float:
+        """Refit :attr:`polarity_ref` on windows ``x`` (:func:`~rotdyn.rvae.polarity.fit_reference`)."""
+        return polarity.fit_reference(self, x, batch_size, iterations)
+
+
+def _check_options(size, latent_dim, hidden, encoder, likelihood, rotation_prior, rotation_sd, translation_sd,
+                   dx_scale, noise_sd) -> None:
+    """ValueError naming the first constructor option out of range."""
+    if int(size) < 2:
+        raise ValueError(f"size must be at least 2 px, got {size}")
+    if int(latent_dim) < 0 or int(hidden) < 1:
+        raise ValueError(f"latent_dim must be >= 0 and hidden >= 1, got {latent_dim}, {hidden}")
+    for name, value, options in (("encoder", encoder, ENCODERS), ("likelihood", likelihood, LIKELIHOODS),
+                                 ("rotation_prior", rotation_prior, ROTATION_PRIORS)):
+        if value not in options:
+            raise ValueError(f"{name} must be one of {options}, got {value!r}")
+    for name, value in (("rotation_sd", rotation_sd), ("translation_sd", translation_sd), ("dx_scale", dx_scale)):
+        if not value > 0:
+            raise ValueError(f"{name} must be > 0, got {value}")
+    if noise_sd is not None and not noise_sd > 0:
+        raise ValueError(f"noise_sd must be > 0 or None, got {noise_sd}")
+
+
+def _encoder_features(encoder: str, S: int, H: int) -> nn.Module:
+    """The encoder up to its last hidden layer ``(B, S, S) -> (B, H)``."""
+    if encoder == "mlp":
+        return nn.Sequential(nn.Flatten(), nn.Linear(S * S, H), nn.Tanh(), nn.Linear(H, H), nn.Tanh())
+    conv = nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1), nn.LeakyReLU(0.01), nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1), nn.LeakyReLU(0.01), nn.MaxPool2d(2), nn.Flatten())
+    with torch.no_grad():
+        n_flat = conv(torch.zeros(1, 1, S, S)).shape[1]
+    return nn.Sequential(nn.Unflatten(1, (1, S)), conv, nn.Linear(n_flat, H), nn.Tanh())
