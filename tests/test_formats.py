@@ -524,6 +524,7 @@ def test_movie_stem():
     assert movie_stem("x.tif") == "x"
     assert movie_stem("d/cell_3.ome.tif") == "cell_3"
     assert movie_stem("d/run.2.NPY") == "run.2"
+    assert movie_stem("d/2021-03-30 Pos2.ome.tif") == "2021-03-30 Pos2"  # kept as on disk; movies.safe_name cleans
 
 
 def test_is_supported(tmp_path):

@@ -1,12 +1,18 @@
 """Movie discovery, the sample sheet and per-movie settings."""
 import json
+import re
+import unicodedata
 from pathlib import Path
 
+import imageio.v3 as iio
 import numpy as np
 import pytest
+import tifffile
+import xarray as xr
 
 from rotdyn.ingest import load_movie
-from rotdyn.movies import discover, movie_settings, read_sample_sheet
+from rotdyn.movies import MOVIE_NAME, discover, movie_names, movie_settings, read_sample_sheet, safe_name
+from workflow_helpers import copy_workflow, jobs, snakemake
 
 DEFAULTS = {
     "flatten": "auto", "normalize": "none", "drift_correction": False, "drift_reference": "previous",
@@ -28,12 +34,11 @@ def test_discover_names_skips_and_reasons(tmp_path):
     np.save(tmp_path / "_odd.npy", _stack())
     np.savez(tmp_path / "b_movie.npz", frames=_stack())
     found = discover(tmp_path)
-    assert list(found.movies) == ["a-movie", "b_movie"]
-    assert found.movies["b_movie"].name == "b_movie.npy"  # first in sorted order wins
+    assert {name: path.name for name, path in found.movies.items()} == {
+        "a-movie": "a-movie.npy", "odd": "_odd.npy", "b_movie": "b_movie.npy", "b_movie_2": "b_movie.npz"}
     reasons = {path.split("/")[-1]: why for path, why in found.skipped.items()}
-    assert set(reasons) == {"broken.tif", "notes.txt", "_odd.npy", "b_movie.npz"}
+    assert set(reasons) == {"broken.tif", "notes.txt"}
     assert "broken.tif" in reasons["broken.tif"]  # the reader's message names the file
-    assert "rename" in reasons["_odd.npy"] and "same name" in reasons["b_movie.npz"]
 
 
 def test_probe_answers_are_cached_by_size_and_mtime(tmp_path):
@@ -123,3 +128,170 @@ def test_schema_matches_the_code():
     assert set(schema["properties"]) == {"movie", *SHEET_COLUMNS} and schema["additionalProperties"] is False
     assert schema["properties"]["normalize"]["enum"] == list(NORMALIZE_METHODS)
     assert schema["properties"]["drift_reference"]["enum"] == list(DRIFT_REFERENCES)
+
+
+# ------------------------------------------------------------------ any name a microscope writes
+
+@pytest.mark.parametrize("stem, name", [
+    ("Tethered cell", "Tethered_cell"),
+    ("2021-03-30 Pos2", "2021-03-30_Pos2"),
+    ("préparé", "prepare"),
+    (unicodedata.normalize("NFD", "préparé"), "prepare"),  # decomposed, as macOS writes names
+    ("Größe", "Grosse"),
+    ("Ørsted æble œuf Łódź", "Orsted_aeble_oeuf_Lodz"),
+    ("5µm\tscan  (2)", "5um_scan_2"),
+    ("  __.-x+y ", "x+y"),
+    ("run.2.", "run.2"),
+    ("細胞", "movie"),
+    ("", "movie"),
+])
+def test_safe_name(stem, name):
+    assert safe_name(stem) == name
+    assert re.fullmatch(MOVIE_NAME, safe_name(stem))  # the Snakefile's wildcard constraint
+
+
+def _tiff(path: Path, n: int) -> None:
+    tifffile.imwrite(path, _stack(n), photometric="minisblack")  # n frames, never read as colour planes
+
+
+def _frames_folder(folder: Path, n: int) -> None:
+    folder.mkdir()
+    for i, frame in enumerate(_stack(n) / _stack(n).max()):
+        iio.imwrite(folder / f"f{i}.png", (frame * 255).astype(np.uint8))
+
+
+def _awkward_movies(folder: Path) -> dict[str, int]:
+    """Real files under names microscopes write: file name -> frames written (all different)."""
+    iio.imwrite(folder / "Tethered cell.gif", (np.random.default_rng(0).random((3, 16, 20)) * 255).astype(np.uint8))
+    _tiff(folder / "2021-03-30 Pos2.tif", 4)
+    _tiff(folder / "préparé.tif", 2)
+    np.save(folder / "Größe.npy", _stack(5))
+    _frames_folder(folder / "Pos 3 frames", 6)
+    np.save(folder / "細胞.npy", _stack(7))
+    return {"Tethered cell.gif": 3, "2021-03-30 Pos2.tif": 4, "préparé.tif": 2, "Größe.npy": 5,
+            "Pos 3 frames": 6, "細胞.npy": 7}
+
+
+def test_any_file_name_is_analysed_under_its_safe_name(tmp_path):
+    written = _awkward_movies(tmp_path)
+    found = discover(tmp_path)
+    expected = {"Tethered cell.gif": "Tethered_cell", "2021-03-30 Pos2.tif": "2021-03-30_Pos2",
+                "préparé.tif": "prepare", "Größe.npy": "Grosse", "Pos 3 frames": "Pos_3_frames", "細胞.npy": "movie"}
+    assert {path.name: name for name, path in found.movies.items()} == expected
+    assert found.skipped == {} and found.clashes == {}
+    assert found.renamed == {str(tmp_path / file): name for file, name in expected.items()}
+    notes = found.notes()
+    assert len(notes) == 6 and all(level == "info" for level, _ in notes)
+    assert ("info", f"{tmp_path / '2021-03-30 Pos2.tif'} -> 2021-03-30_Pos2 (results/2021-03-30_Pos2/)") in notes
+    for name, path in found.movies.items():  # each name reads its own file
+        assert load_movie(path, movie_settings(DEFAULTS)).sizes["frame"] == written[path.name]
+
+
+def test_names_that_clash_are_all_kept_with_stable_suffixes(tmp_path):
+    for i, file in enumerate(["a b.npy", "a_b.npy", "x.npy", "x_2.npy", "training.npy"]):
+        np.save(tmp_path / file, _stack(i + 1))
+    np.savez(tmp_path / "X.npz", frames=_stack(6))
+    _tiff(tmp_path / "a  b.tif", 7)
+    _tiff(tmp_path / "x.tif", 8)
+    _frames_folder(tmp_path / "a b", 9)  # a folder of frames with a space clashes too
+    found = discover(tmp_path)
+    # A name that is already safe stays (a_b, x_2, X); the rest get _2, _3 ... in order of their paths.
+    # Names differ in more than case (X.npz took "x"), and results/training/ is the workflow's own.
+    assert {path.name: name for name, path in found.movies.items()} == {
+        "a  b.tif": "a_b_2", "a b": "a_b_3", "a b.npy": "a_b_4", "a_b.npy": "a_b", "x.npy": "x_3", "x.tif": "x_4",
+        "x_2.npy": "x_2", "X.npz": "X", "training.npy": "training_2"}
+    frames = {name: load_movie(path, movie_settings(DEFAULTS)).sizes["frame"] for name, path in found.movies.items()}
+    assert frames == {"a_b": 2, "a_b_2": 7, "a_b_3": 9, "a_b_4": 1, "x_2": 4, "x_3": 3, "x_4": 8, "X": 6,
+                      "training_2": 5}  # each name reads its own file
+    paths = [tmp_path / p.name for p in found.movies.values()]
+    assert movie_names(paths[::-1]) == movie_names(paths)  # the listing order changes nothing
+    warnings = [text for level, text in found.notes() if level == "warning"]
+    ab = ", ".join(str(tmp_path / f) for f in ("a  b.tif", "a b", "a b.npy", "a_b.npy"))
+    assert f"{ab} all make the name 'a_b'; analysed as a_b_2, a_b_3, a_b_4, a_b" in warnings
+    x = ", ".join(str(tmp_path / f) for f in ("X.npz", "x.npy", "x.tif"))
+    assert f"{x} all make the name 'X'; analysed as X, x_3, x_4" in warnings
+    assert any("training.npy: 'training' is a folder the workflow writes" in text for text in warnings)
+    assert len(warnings) == 3
+
+
+def test_sheet_row_by_safe_name_or_original_stem(tmp_path):
+    movies = tmp_path / "movies"
+    movies.mkdir()
+    _tiff(movies / "2021-03-30 Pos2.tif", 6)
+    np.savez(movies / "my data.npz", a=_stack(2), b=_stack(3))
+    np.save(movies / "x.npy", _stack(1))
+    _tiff(movies / "x.tif", 5)
+    sheet_file = tmp_path / "movies.tsv"
+    sheet_file.write_text("movie\tpixel_size_nm\tfirst_frame\tchannel\n"
+                          "2021-03-30 Pos2\t0.5\t1\t\n"  # the file's stem ...
+                          "2021-03-30_Pos2\t\t2\t\n"  # ... and the movie's name: the name's row wins, whole
+                          "my data\t\t\tb\n"
+                          "x\t1.5\t\t\n"  # the name of x.npy, the stem of x.tif (x_2): both
+                          "ghost\t2\t\t\n")
+    sheet = read_sample_sheet(sheet_file)
+    found = discover(movies, sheet=sheet)
+    assert sorted(found.movies) == ["2021-03-30_Pos2", "my_data", "x", "x_2"]
+    settings = {name: movie_settings(DEFAULTS, found.sheet_row(sheet, name)) for name in found.movies}
+    pos2 = load_movie(found.movies["2021-03-30_Pos2"], settings["2021-03-30_Pos2"])
+    assert pos2.frame.values.tolist() == [2, 3, 4, 5] and "pixel_size_nm" not in pos2.attrs
+    assert load_movie(found.movies["my_data"], settings["my_data"]).sizes["frame"] == 3  # channel b, not a
+    assert settings["x"]["pixel_size_nm"] == settings["x_2"]["pixel_size_nm"] == 1.5
+    assert found.unused_rows(sheet) == ["ghost"]
+    # The probe reads the channel through the stem's row too: a channel the file lacks leaves it out.
+    sheet["my data"]["channel"] = "nope"
+    skipped = discover(movies, sheet=sheet).skipped
+    assert list(skipped) == [str(movies / "my data.npz")] and "channel 'nope' not found" in skipped[str(movies / "my data.npz")]
+    # A sheet typed composed (NFC) finds a file name written decomposed (NFD), as on macOS.
+    np.save(movies / unicodedata.normalize("NFD", "préparé.npy"), _stack(4))
+    found = discover(movies, sheet={"préparé": {"first_frame": 3}})
+    assert found.sheet_row({"préparé": {"first_frame": 3}}, "prepare") == {"first_frame": 3}
+
+
+def test_original_name_kept_in_movie_nc_and_carried_downstream(tmp_path):
+    from rotdyn.ingest import run
+    from rotdyn.jobs import job
+    from rotdyn.kde import kde_maps
+    from rotdyn.nmf import nmf_maps
+
+    path = tmp_path / "préparé 1.tif"
+    _tiff(path, 3)
+    run(job("ingest", input=[str(path)], output=[str(tmp_path / "movie.nc")],
+            params={"settings": movie_settings(DEFAULTS, {"pixel_size_nm": 0.4})}))
+    with xr.open_dataset(tmp_path / "movie.nc") as movie:
+        attrs = dict(movie.attrs)
+    assert attrs["original_name"] == "préparé 1.tif" and attrs["source_path"] == str(path.resolve())
+    # kde and nmf write their own attrs; they carry the movie's (the other stages copy all attrs).
+    latents = xr.Dataset({"frame": ("particle", [0, 0, 1, 2]), "angle": ("particle", [0.1, 0.2, 1.0, 1.1])},
+                         attrs={**attrs, "grid_points": -1})
+    kde = kde_maps(latents, [0, 1, 2], grid_points=36, bandwidth=0.3)
+    nmf = nmf_maps(kde)
+    for ds in (kde, nmf):
+        assert ds.attrs["original_name"] == "préparé 1.tif" and ds.attrs["source_path"] == str(path.resolve())
+        assert ds.attrs["source"] == str(path) and ds.attrs["pixel_size_nm"] == 0.4
+    assert kde.attrs["grid_points"] == 36  # only the movie's attrs are carried, not every latents attr
+
+
+def test_snakemake_plans_awkward_names_and_ingests_one(tmp_path):
+    workflow = copy_workflow(tmp_path / "wf")
+    movies = workflow / "resources" / "movies"
+    _tiff(movies / "2021-03-30 Pos2.tif", 4)
+    np.save(movies / "a b.npy", _stack(2))
+    np.save(movies / "a_b.npy", _stack(3))
+    _frames_folder(movies / "Pos 3 frames", 3)
+    _tiff(movies / "préparé.tif", 2)
+    iio.imwrite(movies / "Tethered cell.gif", (np.random.default_rng(0).random((3, 16, 20)) * 255).astype(np.uint8))
+    (workflow / "config" / "movies.tsv").write_text("movie\tpixel_size_nm\n2021-03-30 Pos2\t0.7\n")
+    dry = snakemake(workflow, "-n")
+    planned = {rule: sorted(w for r, w in jobs(dry) if r == rule) for rule in ("ingest", "summary")}
+    names = [f"movie={name}" for name in ("2021-03-30_Pos2", "Pos_3_frames", "Tethered_cell", "a_b", "a_b_2",
+                                          "prepare")]
+    assert planned == {"ingest": names, "summary": names}
+    log = dry.stdout + dry.stderr
+    assert "rotdyn: resources/movies/2021-03-30 Pos2.tif -> 2021-03-30_Pos2 (results/2021-03-30_Pos2/)" in log
+    assert ("rotdyn: resources/movies/a b.npy, resources/movies/a_b.npy all make the name 'a_b'; "
+            "analysed as a_b_2, a_b") in log
+    snakemake(workflow, "results/2021-03-30_Pos2/movie.nc")  # a real ingest of the file with a space
+    with xr.open_dataset(workflow / "results" / "2021-03-30_Pos2" / "movie.nc") as ds:
+        assert ds.sizes["frame"] == 4 and ds.attrs["pixel_size_nm"] == 0.7  # the sheet's row by the file's stem
+        assert ds.attrs["original_name"] == "2021-03-30 Pos2.tif"
+        assert ds.attrs["source_path"] == str((movies / "2021-03-30 Pos2.tif").resolve())

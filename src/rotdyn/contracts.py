@@ -52,6 +52,10 @@ PATCHES = ("patches", "particle_index", "padded", "frame", "x", "y", "class")
 LATENTS = ("angle", "angle_sd", "dx", "dy", "dx_sd", "dy_sd", "z", "z_sd", "particle_index",
            "frame", "x", "y", "class")
 
+# movie.nc attrs that name the movie's file and its calibration: every result made
+# from the movie carries them (stages that write their own attrs copy these).
+MOVIE_ATTRS = ("source", "source_path", "original_name", "pixel_size_nm", "frame_interval_s")
+
 DETECTION = "particle"  # the dimension numbering detections in particles/patches/latents.nc
 TRACK = "track"  # the track id column of tracks.csv
 TRACKPY_TRACK = "particle"  # trackpy's name for the same column, kept as an alias
@@ -64,6 +68,17 @@ _Z_NAME = re.compile(r"z(\d+)")
 DENSITY = "density_"
 TRANSITION = "transition_frame_"
 TRANSITION_UNCERTAINTY = "transition_uncertainty_"
+
+
+def movie_attrs(attrs: dict) -> dict:
+    """The :data:`MOVIE_ATTRS` among ``attrs``: what a result passes on about its movie.
+
+    Examples
+    --------
+    >>> movie_attrs({"original_name": "Pos 2.tif", "grid_points": 181, "pixel_size_nm": 0.5})
+    {'original_name': 'Pos 2.tif', 'pixel_size_nm': 0.5}
+    """
+    return {key: attrs[key] for key in MOVIE_ATTRS if key in attrs}
 
 
 def z_names(labels) -> list[str]:

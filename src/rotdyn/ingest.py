@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 import numpy as np
 import xarray as xr
@@ -115,7 +116,8 @@ def load_movie(path: str | os.PathLike, settings: dict) -> "xr.Dataset":
     if not pixel:
         log.warning("%s: no pixel size in the file or the settings; sizes stay in pixels", path)
     ds.attrs = provenance(
-        source=str(path), format=movie.format, modality=movie.modality,
+        source=str(path), source_path=str(Path(path).resolve()), original_name=Path(path).name,
+        format=movie.format, modality=movie.modality,
         pixel_size_nm=float(pixel) if pixel else None,
         frame_interval_s=float(interval) if interval else None,
         flatten=int(bool(flatten)), normalize=settings["normalize"],

@@ -52,7 +52,7 @@ import numpy as np
 import xarray as xr
 from scipy.special import i0e
 
-from .contracts import CIRCULAR, DENSITY, DETECTION, POSE, is_latent, latent_names, z_labels
+from .contracts import CIRCULAR, DENSITY, DETECTION, POSE, is_latent, latent_names, movie_attrs, z_labels
 from .store import provenance, write_netcdf
 
 log = logging.getLogger(__name__)
@@ -331,7 +331,8 @@ def kde_maps(latents: xr.Dataset, frames, *, grid_points: int = 181, bandwidth="
         (``scott``, ``silverman``, ``fixed`` or ``per-variable``),
         ``kernel_angle`` = ``von_mises``, ``kernel_linear`` = ``gaussian``,
         ``variables``, ``grid_points``, ``grid_margin_bandwidths``; the
-        latents' ``frame_interval_s`` and ``pixel_size_nm`` are carried over.
+        latents' :data:`rotdyn.contracts.MOVIE_ATTRS` (the movie's file, its
+        original name, ``frame_interval_s``, ``pixel_size_nm``) are carried over.
         Particles with a non-finite value of a variable are left out of that
         variable's density only.
 
@@ -397,9 +398,7 @@ def kde_maps(latents: xr.Dataset, frames, *, grid_points: int = 181, bandwidth="
         rule = bandwidth if isinstance(bandwidth, str) else "fixed"
     attrs.update(bandwidth_rule=rule, kernel_angle="von_mises", kernel_linear="gaussian",
                  variables=" ".join(names), grid_points=grid_points, grid_margin_bandwidths=MARGIN)
-    for key in ("frame_interval_s", "pixel_size_nm"):
-        if key in latents.attrs:
-            attrs[key] = latents.attrs[key]
+    attrs.update(movie_attrs(latents.attrs))
     return xr.Dataset(data, coords=coords, attrs=provenance(**attrs))
 
 

@@ -56,7 +56,7 @@ from scipy.stats import chi2
 from sklearn.decomposition import NMF
 from sklearn.exceptions import ConvergenceWarning
 
-from .contracts import CIRCULAR, DENSITY, density_names
+from .contracts import CIRCULAR, DENSITY, density_names, movie_attrs
 from .kde import grid_integral
 from .store import provenance, write_netcdf
 
@@ -230,7 +230,8 @@ def nmf_maps(kde: xr.Dataset, n_components: int = 2, seed: int = 0, variables=No
         ``transition_score_<var>``, ``has_transition_<var>`` and
         ``step_residual_<var>(frame)`` (relative residual of a step at each
         frame, the profile behind the estimate). Attributes: the settings,
-        ``transition_method``, and the kde's bandwidths and physical scales.
+        ``transition_method``, the kde's bandwidths, and its
+        :data:`rotdyn.contracts.MOVIE_ATTRS` (the movie's file and physical scales).
 
     Examples
     --------
@@ -305,9 +306,8 @@ def nmf_maps(kde: xr.Dataset, n_components: int = 2, seed: int = 0, variables=No
                  nmf_init="nndsvda", component_order="centre of mass of the endmember in time",
                  transition_method="joint least-squares step in the endmembers",
                  min_score=min_score, min_segment=min_segment, confidence=confidence)
-    for key, value in kde.attrs.items():
-        if key.startswith("bandwidth") or key in ("frame_interval_s", "pixel_size_nm"):
-            attrs[f"kde_{key}" if key.startswith("bandwidth") else key] = value
+    attrs.update({f"kde_{key}": value for key, value in kde.attrs.items() if key.startswith("bandwidth")})
+    attrs.update(movie_attrs(kde.attrs))
     return xr.Dataset(data, coords=coords, attrs=provenance(**attrs))
 
 

@@ -37,7 +37,7 @@ def _sample_sheet():
 SHEET = _sample_sheet()
 FOUND = discover(
     config["movies_dir"],
-    channels={name: row["channel"] for name, row in SHEET.items() if "channel" in row},
+    sheet=SHEET,
     cache_file=".snakemake/rotdyn/probe-cache.json",
 )
 DEMO = f"demo_{config['demo']}"
@@ -50,9 +50,9 @@ if workflow.is_main_process:
     record_owner()
     for message in DEPRECATIONS:
         logger.warning(f"rotdyn: {message}")
-    for path, reason in FOUND.skipped.items():
-        logger.warning(f"rotdyn: skipping {path}: {reason}")
-    for name in sorted(set(SHEET) - set(MOVIES)):
+    for level, note in FOUND.notes():  # renamed movies (path -> name), clashes of names, skipped files
+        getattr(logger, level)(f"rotdyn: {note}")
+    for name in FOUND.unused_rows(SHEET, MOVIES):
         logger.warning(f"rotdyn: sample sheet {config['sample_sheet']} names {name!r}, which is not in {config['movies_dir']}")
     if not FOUND.movies:
         logger.info(
@@ -66,7 +66,8 @@ def movie_source(wildcards):
 
 
 def settings_for(wildcards):
-    return canonical(movie_settings(config["preprocess"], SHEET.get(wildcards.movie)))  # sheet columns sorted too
+    row = FOUND.sheet_row(SHEET, wildcards.movie)  # by the movie's name, else its file's stem
+    return canonical(movie_settings(config["preprocess"], row))  # sheet columns sorted too
 
 
 def training_set_path():
