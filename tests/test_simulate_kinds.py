@@ -247,7 +247,8 @@ def test_check_params_names_the_kind_and_the_problem():
         check_params("atoms", {"length": 16.0})
     with pytest.raises(ValueError, match="simulate kind 'spheres': diameter must be >= 1.0"):
         check_params("spheres", {"diameter": 0.2})
-    with pytest.raises(ValueError, match="simulate kind 'cells': contrast must be one of \\['bright', 'dark'\\], got 'grey'"):
+    with pytest.raises(ParameterError, match=r"simulate kind 'cells': contrast must be one of \['bright', 'dark'\], "
+                                             "got 'grey'"):
         check_params("cells", {"contrast": "grey"})
     with pytest.raises(ValueError, match="placement must be one of"):
         check_params("rods", {"placement": "random"})

@@ -4,8 +4,9 @@ Spherocylinders (capsules) of varied length that swim along their axis,
 turn, and bounce off the frame's edges and each other, imaged as phase
 contrast shows them: bright bodies with a dark halo on a mid-grey,
 unevenly lit, textured background. The defaults match the real example
-``bacteria.mp4`` (particletracker test data): about 20 x 6.5 px cells, body
-1.25 x the background above it, the halo 0.6 of the body below it.
+``bacteria.mp4`` (particletracker test data): cells about 20 x 6 px whose
+bodies rise 1.25 background levels above it, with a dark ring 0.6 body
+contrasts below it.
 """
 from __future__ import annotations
 
@@ -210,8 +211,10 @@ def simulate_cells(*args, **kwargs) -> Simulation:
     blur, psf : float, str
         Optical PSF: Gaussian sd (or Airy central lobe sd), px.
     halo, halo_width : float
-        Phase-contrast rim, signed, relative to the body (-0.6: a dark rim),
-        and its width, px.
+        Phase-contrast rim, signed, relative to the body (negative: a dark
+        rim), and its width, px; the default -2.5 leaves, after the PSF, a
+        dark ring about 0.6 body contrasts below the background, as in the
+        real example.
     illumination : float
         Uneven illumination: the image is scaled by a smooth field within
         ``1 +- illumination``.

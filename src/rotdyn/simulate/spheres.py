@@ -3,8 +3,9 @@
 Hard discs that diffuse, each a little out of focus by its own amount,
 imaged dark on a grey, unevenly lit, textured background. The defaults match
 the real example ``bulk_water`` (trackpy-examples: 1 um latex spheres at
-2.85 px per um, 24 frames per second): about 25 spheres per 128 x 128 px,
-dark spots 3-4 px across, the background about 4 times their depth.
+2.85 px per um, 24 frames per second): about 35 spheres per 128 x 128 px,
+many of them out of focus, the focused ones dark spots 3-4 px across about
+20 % below the background, on a blotchy, slightly uneven background.
 """
 from __future__ import annotations
 
@@ -146,8 +147,9 @@ def simulate_spheres(*args, **kwargs) -> Simulation:
     a Gaussian of sd ``|N(0, defocus)|`` px, which spreads it and lowers its
     depth at the same integrated contrast. The picture then goes through
     the shared optics (:mod:`rotdyn.simulate.imaging`); by default the
-    spheres are dark on a background ``level`` twice a focused disc's
-    depth, as in the real bright-field example. The parameters are defined
+    spheres are dark on a background ``level`` of 3.4 disc contrasts, so a
+    focused sphere's spot (diameter 2.85 px, PSF sd 0.8 px) dips about 20 %
+    below it, as in the real bright-field example. The parameters are defined
     once, by :class:`SphereParams`.
 
     Parameters
