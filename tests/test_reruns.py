@@ -129,7 +129,10 @@ def test_editing_a_module_reruns_exactly_the_stages_that_import_it(finished_run,
     users = sorted(rule for rule, entry in ENTRIES.items()
                    if f"rotdyn.{module}" in imported_at_run_time(finished_run, entry))
     expected = ({rule for rule, _ in jobs(dry_run(finished_run, "--forcerun", *users))} if users else set())
-    with open(finished_run / "src" / "rotdyn" / f"{module}.py", "a") as fh:
+    source = finished_run / "src" / "rotdyn" / f"{module}.py"
+    if not source.exists():  # a package (rotdyn.simulate): edit its __init__
+        source = source.with_suffix("") / "__init__.py"
+    with open(source, "a") as fh:
         fh.write(f"\n# an edit to {module}\n")
     result = dry_run(finished_run)
     ran = {rule for rule, _ in jobs(result)}

@@ -7,8 +7,8 @@ import xarray as xr
 from scipy import ndimage
 from skimage.measure import regionprops
 
-from rotdyn.simulate import (TRUTH_COLUMNS, RodParams, _segment_distance, simulate, simulate_atoms,
-                             simulate_rods, to_dataset)
+from rotdyn.simulate import TRUTH_COLUMNS, RodParams, simulate, simulate_atoms, simulate_rods, to_dataset
+from rotdyn.simulate.geometry import segment_distance
 
 ROD = dict(size=96, frames=30, count=14, transition_frame=15, death_rate=0.03, seed=3)
 ATOM = dict(size=64, frames=12, spacing=6.0, dopants=4, vacancies=5, hole_start_radius=3.0,
@@ -168,7 +168,7 @@ def test_segment_distance_against_sampling():
     s = np.linspace(0, 1, 200)[:, None, None]
     a, b = p1 + s * (q1 - p1), p2 + s * (q2 - p2)
     brute = np.min(np.linalg.norm(a[:, None] - b[None], axis=-1), axis=(0, 1))
-    d = _segment_distance(p1, q1, p2, q2)
+    d = segment_distance(p1, q1, p2, q2)
     assert np.all(d <= brute + 1e-9) and np.all(brute - d < 0.1)
 
 
@@ -334,8 +334,8 @@ def test_bad_parameters(func, kwargs, name):
 
 
 def test_unknown_kind():
-    with pytest.raises(ValueError, match="'cells'"):
-        simulate("cells")
+    with pytest.raises(ValueError, match="'blobs'"):
+        simulate("blobs")
 
 
 def test_rod_params_are_the_one_source():

@@ -1,0 +1,194 @@
+"""What every simulator shares: the result type, parameter tables and their checks.
+
+Each simulator's parameters are one dataclass (a subclass of :class:`Params`)
+whose fields carry their default and allowed range (:func:`param`); creating
+an instance checks and converts every value and fills the defaults that
+depend on other parameters. The same table drives the simulator's signature,
+:func:`rotdyn.simulate.check_params` and the ``params`` recorded with the movie.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+
+import numpy as np
+import pandas as pd
+
+TRUTH_COLUMNS = ["frame", "id", "x", "y", "angle", "class"]
+
+
+@dataclass
+class Simulation:
+    """A synthetic movie and its ground truth.
+
+    Attributes
+    ----------
+    frames : ndarray, (T, H, W) float32
+        The noisy movie.
+    labels : ndarray, (T, H, W) uint8
+        Semantic class per pixel: 0 background, 1.. the classes of ``class_names``.
+    instances : ndarray, (T, H, W) int32
+        0 background, else the truth ``id`` of the particle covering the pixel
+        (where particles overlap, the one drawn on top).
+    truth : DataFrame
+        One row per particle per frame: ``frame, id, x, y, angle, class`` plus
+        kind-specific extra columns.
+    params : dict
+        Every parameter used, after defaults were resolved (JSON-serialisable),
+        plus ``kind``; ``simulate(**params)`` reproduces the movie.
+    class_names : list of str
+        Name of each label value, starting with ``"background"``.
+
+    Examples
+    --------
+    >>> from rotdyn.simulate import simulate
+    >>> sim = simulate("rods", size=32, frames=2, count=1, pair_fraction=0, seed=0)
+    >>> sim.frames.shape, sim.labels.dtype, sim.class_names, sim.truth["id"].tolist()
+    ((2, 32, 32), dtype('uint8'), ['background', 'rod'], [1, 1])
+    """
+
+    frames: np.ndarray
+    labels: np.ndarray
+    instances: np.ndarray
+    truth: pd.DataFrame
+    params: dict
+    class_names: list[str]
+
+
+class ParameterError(ValueError, TypeError):
+    """A simulation parameter that is unknown or has a bad value.
+
+    Both a ValueError and a TypeError, so callers that catch TypeError for
+    unknown keyword arguments (as Python raises them) still catch it.
+    """
+
+
+# ----------------------------------------------------------------- numbers
+def number(name, value, minimum=-math.inf, maximum=math.inf, strict=False):
+    """``value`` as a finite float in range, else ValueError naming ``name``.
+
+    Examples
+    --------
+    >>> number("noise", 1)
+    1.0
+    >>> number("noise", -1, 0)
+    Traceback (most recent call last):
+    ...
+    ValueError: noise must be >= 0 and <= inf, got -1
+    """
+    try:
+        if isinstance(value, (bool, np.bool_)):
+            raise TypeError
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    low_bad = v <= minimum if strict else v < minimum
+    if not math.isfinite(v) or low_bad or v > maximum:
+        op = ">" if strict else ">="
+        raise ValueError(f"{name} must be {op} {minimum} and <= {maximum}, got {value!r}")
+    return v
+
+
+def integer(name, value, minimum=-math.inf, maximum=math.inf):
+    """``value`` as an int in range (integral floats such as 128.0 accepted)."""
+    v = number(name, value, minimum, maximum)
+    if not v.is_integer():
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    return int(v)
+
+
+def wrap(angle):
+    """Angles wrapped to [-pi, pi)."""
+    return (np.asarray(angle, dtype=float) + np.pi) % (2 * np.pi) - np.pi
+
+
+def stream(seed: int, purpose: int) -> np.random.Generator:
+    """A random generator for one ``purpose`` (1, 2, ...), independent of ``default_rng(seed)``.
+
+    Imaging effects draw from their own streams, so switching one on never
+    changes the particles (drawn from ``default_rng(seed)``) or another effect.
+    """
+    return np.random.default_rng([seed, purpose])
+
+
+# --------------------------------------------------------- parameter tables
+def param(default, low=-math.inf, high=math.inf, *, strict=False, integer=False, unset=None, choices=None):
+    """A field of a :class:`Params` table: its default and the values it may take.
+
+    Parameters
+    ----------
+    default : the default value.
+    low, high : the allowed range (inclusive); either may name another
+        parameter, or be a function of the checked parameters (a dict).
+    strict : exclude ``low`` itself.
+    integer : the value must be integral (stored as int).
+    unset : function of the checked parameters that computes the value
+        when it is None.
+    choices : the allowed values, for a text parameter.
+
+    Returns
+    -------
+    dataclasses.Field
+    """
+    spec = dict(low=low, high=high, strict=strict, integer=integer, unset=unset, choices=choices)
+    return field(default=default, metadata=spec)
+
+
+def _depends(spec) -> bool:
+    return spec["unset"] is not None or any(not isinstance(spec[b], (int, float)) for b in ("low", "high"))
+
+
+def _bound(b, checked):
+    if isinstance(b, str):
+        return checked[b]
+    return b(checked) if callable(b) else b
+
+
+def _check(name, value, spec, checked):
+    """``value`` of parameter ``name`` checked against its :func:`param` spec."""
+    if spec["choices"] is not None:
+        if value not in spec["choices"]:
+            raise ValueError(f"{name} must be one of {list(spec['choices'])}, got {value!r}")
+        return value
+    low, high = _bound(spec["low"], checked), _bound(spec["high"], checked)
+    if spec["integer"]:
+        return integer(name, value, low, high)
+    return number(name, value, low, high, strict=spec["strict"])
+
+
+@dataclass
+class Params:
+    """Base of every simulator's parameter table (see :func:`param`).
+
+    ``__post_init__`` checks the fields with fixed bounds first, then fills
+    the None defaults, then checks the fields whose bounds name others;
+    :meth:`validate` adds the checks that involve several fields.
+    """
+
+    def __post_init__(self):
+        specs = fields(self)
+        checked = {}
+        for f in specs:
+            if not _depends(f.metadata):
+                checked[f.name] = _check(f.name, getattr(self, f.name), f.metadata, checked)
+        for f in specs:
+            if f.name not in checked:
+                value = getattr(self, f.name)
+                if value is None and f.metadata["unset"] is not None:
+                    value = f.metadata["unset"](checked)
+                checked[f.name] = _check(f.name, value, f.metadata, checked)
+        for f in specs:
+            setattr(self, f.name, checked[f.name])
+        self.validate()
+
+    def validate(self):
+        """Checks that involve several parameters (raise ValueError)."""
+
+    def as_dict(self) -> dict:
+        """The parameters in table order."""
+        return asdict(self)
+
+
+def names(table: type[Params]) -> list[str]:
+    """The parameter names of ``table``, in order."""
+    return [f.name for f in fields(table)]
