@@ -17,10 +17,9 @@ include: "workflow/rules/common.smk"
 
 wildcard_constraints:
     movie=MOVIE_NAME,
-    kind="rods|atoms",
+    kind="[A-Za-z][A-Za-z0-9_]*",
     member=r"\d+",
-    set=MOVIE_NAME,
-    model=MOVIE_NAME,
+    model=f"{POOLED}|{MOVIE_NAME}",
 
 
 include: "workflow/rules/simulate.smk"

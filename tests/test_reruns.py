@@ -43,13 +43,13 @@ def test_second_run_has_nothing_to_do(two_movies_run):
 
 
 def test_adding_a_movie_runs_only_its_chain(finished_run):
-    ensemble, others = mtimes(finished_run, "ensemble/*.pt"), mtimes(finished_run, "rods[01]/*")
+    ensemble, others = mtimes(finished_run, "ensemble/rods/*.pt"), mtimes(finished_run, "rods[01]/*")
     rods_movie(finished_run / "resources" / "movies" / "rods2.npy", seed=12)
     result = snakemake(finished_run, *TINY)
     ran = jobs(result)
     assert {rule for rule, _ in ran} == PER_MOVIE | {"all"}
-    assert all(w == "movie=rods2" or w == "model=rods2" for rule, w in ran if rule != "all")
-    assert mtimes(finished_run, "ensemble/*.pt") == ensemble  # not retrained
+    assert all(w == "movie=rods2" or w == "kind=rods, model=rods2" for rule, w in ran if rule != "all")
+    assert mtimes(finished_run, "ensemble/rods/*.pt") == ensemble  # not retrained
     assert mtimes(finished_run, "rods[01]/*") == others
     with xr.open_dataset(finished_run / "results" / "rods2" / "particles.nc") as particles:
         assert particles.sizes["particle"] > 0
@@ -62,10 +62,10 @@ def test_touching_one_movie_reruns_only_its_chain(finished_run):
     assert "Nothing to be done" in (r := dry_run(finished_run)).stdout + r.stderr
     ran = jobs(dry_run(finished_run, "--max-checksum-file-size", "1000"))
     assert {rule for rule, _ in ran} == PER_MOVIE | {"all"}
-    assert {w for rule, w in ran if rule != "all"} == {"movie=rods0", "model=rods0"}
+    assert {w for rule, w in ran if rule != "all"} == {"movie=rods0", "kind=rods, model=rods0"}
     # New content (a re-exported movie) reruns its chain whatever its size.
     rods_movie(finished_run / "resources" / "movies" / "rods1.npy", seed=21)
-    assert {w for rule, w in jobs(dry_run(finished_run)) if rule != "all"} == {"movie=rods1", "model=rods1"}
+    assert {w for rule, w in jobs(dry_run(finished_run)) if rule != "all"} == {"movie=rods1", "kind=rods, model=rods1"}
 
 
 def test_an_rvae_parameter_reruns_the_rvae_and_what_follows_only(finished_run):
@@ -82,7 +82,7 @@ def test_raising_the_ensemble_size_trains_only_the_new_member(finished_run):
     extra = config(finished_run, "train:\n  width: 8\n  max_epochs: 3\n  patience: 2\n  members: 3\n"
                                  "  member_epochs: 1\n  threads: 1\n")
     ran = jobs(dry_run(finished_run, *extra))
-    assert [w for rule, w in ran if rule.startswith("train")] == ["member=2"]
+    assert [w for rule, w in ran if rule.startswith("train")] == ["kind=rods, member=2"]
     assert {rule for rule, _ in ran} == (PER_MOVIE - {"ingest"}) | {"train_member", "all"}
 
 
@@ -209,7 +209,7 @@ def test_killed_while_writing_a_netcdf_recovers_and_never_reads_the_half(finishe
 
 def test_killed_in_the_middle_of_training_resumes_from_its_checkpoint(finished_run):
     extra = config(finished_run, "rvae:\n  epochs: 40\n  checkpoint_every: 5\n  threads: 1\n")
-    log = finished_run / "results" / "logs" / "rvae" / "rods0.log"
+    log = finished_run / "results" / "logs" / "rvae" / "rods" / "rods0.log"
 
     def mid_training():
         text = log.read_text() if log.exists() else ""
@@ -218,7 +218,7 @@ def test_killed_in_the_middle_of_training_resumes_from_its_checkpoint(finished_r
 
     proc = start(finished_run, *extra)
     kill_when(proc, mid_training)
-    model = finished_run / "results" / "rvae" / "rods0"
+    model = finished_run / "results" / "rvae" / "rods" / "rods0"
     assert (model / "checkpoint.pt").exists()
     assert not (model / "model.pt").exists(), "an interrupted fit must not leave a model"
 

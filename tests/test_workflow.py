@@ -71,7 +71,7 @@ def test_demo_runs_through_patches_then_nothing_to_do(workflow):
         assert ds.sizes["frame"] == truth.frame.max() + 1
         assert ds.attrs["modality"].startswith("AFM") and ds.attrs["flatten"] == 1
     for member in range(2):
-        history = pd.read_csv(results / "ensemble" / f"member_{member}_history.csv")
+        history = pd.read_csv(results / "ensemble" / "rods" / f"member_{member}_history.csv")
         assert len(history) == 1 and np.isfinite(history.val_loss).all()
     with xr.open_dataset(results / "demo_rods" / "probability.nc") as prob:
         assert prob["mean"].dims == ("frame", "class", "y", "x")
@@ -85,7 +85,7 @@ def test_demo_runs_through_patches_then_nothing_to_do(workflow):
     with xr.open_dataset(results / "demo_rods" / "latents.nc") as latents:
         assert latents.sizes["particle"] == patches_n
         assert np.all((latents.angle >= -np.pi) & (latents.angle < np.pi))
-    _, meta = load_rvae(results / "rvae" / "demo_rods" / "model.pt")
+    _, meta = load_rvae(results / "rvae" / "rods" / "demo_rods" / "model.pt")
     assert (meta["config"]["likelihood"], meta["config"]["polarity"]) == ("gaussian", True)  # auto, frames
     tracks = pd.read_csv(results / "demo_rods" / "tracks.csv")
     assert {"frame", "x", "y", "particle", "angle", "z1", "z2"} <= set(tracks.columns)
@@ -120,7 +120,7 @@ def test_blank_and_nan_frames_finish_with_empty_tables(workflow):
         log = (workflow / "results" / "logs" / "blank" / f"{stage}.log").read_text()
         assert "WARNING" in log and "blank" in log and "[0, 1, 2, 3]" in log
     # nothing to train on: the untrained model still takes the "auto" settings of probability windows
-    _, meta = load_rvae(workflow / "results" / "rvae" / "blank" / "model.pt")
+    _, meta = load_rvae(workflow / "results" / "rvae" / "rods" / "blank" / "model.pt")
     assert (meta["config"]["likelihood"], meta["config"]["polarity"]) == ("bernoulli", False)
 
 

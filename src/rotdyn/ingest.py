@@ -16,8 +16,9 @@ import numpy as np
 import xarray as xr
 
 from .formats import read_movie
-from .preprocess import preprocess
+from .preprocess import invert, preprocess
 from .store import provenance, write_netcdf
+from .survey import SHAPES, detect_contrast, particle_template, shape_name
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,34 @@ def run(job) -> None:
     ds = load_movie(job.input[0], job.params.settings)
     log.info("%s: %d frames of %d x %d px", job.input[0], ds.sizes["frame"], ds.sizes["y"], ds.sizes["x"])
     write_netcdf(ds, job.output[0])
+
+
+def decide_contrast(frames: np.ndarray, settings: dict, modality: str = "") -> tuple[str, str]:
+    """Whether the movie's particles are ``"bright"`` or ``"dark"``, and why (one line for the log).
+
+    ``settings["contrast"]`` ``bright``/``dark`` (default bright) is taken as
+    given; ``auto`` decides from the frames with a matched filter of the
+    kind's particle (``settings["particle"]``: its simulator and sizes,
+    :func:`rotdyn.kinds.particle_size`; :func:`rotdyn.survey.detect_contrast`).
+
+    Examples
+    --------
+    >>> frames = np.zeros((2, 48, 48), np.float32)
+    >>> frames[:, 20:26, 10:30] = -1.0  # a dark rod on a grey background
+    >>> decide_contrast(frames, {"contrast": "auto", "particle": {"simulator": "rods", "length": 20,
+    ...                                                       "width": 6}})[0]
+    'dark'
+    >>> decide_contrast(frames, {"contrast": "bright"})
+    ('bright', 'set to bright')
+    """
+    setting = settings.get("contrast", "bright")
+    if setting != "auto":
+        return setting, f"set to {setting}"
+    particle = dict(settings["particle"])
+    shape = shape_name(particle.pop("simulator"))
+    template = particle_template(shape, **{key: particle[key] for key in SHAPES[shape]})
+    decision = detect_contrast(frames, template, modality=modality)
+    return decision.contrast, f"auto: {decision.reason}"
 
 
 def load_movie(path: str | os.PathLike, settings: dict) -> "xr.Dataset":
@@ -94,6 +123,10 @@ def load_movie(path: str | os.PathLike, settings: dict) -> "xr.Dataset":
     if len(bad):
         log.warning("%s: frames %s have no finite pixels or no contrast; passed through unchanged",
                     path, (bad + settings["first_frame"]).tolist())
+    contrast, reason = decide_contrast(frames, settings, movie.modality)
+    log.info("%s: particles %s (%s)", path, contrast, reason)
+    if contrast == "dark":  # the ensembles are trained on bright particles
+        frames = invert(frames, settings["normalize"])
     pixel = settings.get("pixel_size_nm") or movie.pixel_size_nm
     interval = settings.get("frame_interval_s") or movie.frame_interval_s
     numbers = np.arange(len(frames)) + settings["first_frame"]
@@ -121,6 +154,7 @@ def load_movie(path: str | os.PathLike, settings: dict) -> "xr.Dataset":
         pixel_size_nm=float(pixel) if pixel else None,
         frame_interval_s=float(interval) if interval else None,
         flatten=int(bool(flatten)), normalize=settings["normalize"],
+        contrast=contrast, contrast_setting=settings.get("contrast", "bright"), contrast_reason=reason,
         drift_correction=int(settings["drift_correction"]), drift_reference=settings["drift_reference"],
         first_frame=settings["first_frame"], last_frame=settings["last_frame"],
         channel=settings.get("channel") or movie.metadata.get("channel"),

@@ -51,6 +51,8 @@ SHEET_COLUMNS = {
     "normalize": str,
     "drift_correction": str,
     "drift_reference": str,
+    "particles": str,
+    "contrast": str,
 }
 # Yes/no columns, compared lower-case.
 _SWITCHES = ("flatten", "drift_correction")

@@ -219,6 +219,27 @@ def normalize(frames: np.ndarray, method: str = "percentile", percentiles=(0.5, 
     return frames
 
 
+def invert(frames: np.ndarray, method: str = "percentile") -> np.ndarray:
+    """Normalised frames of the negated signal: dark particles on a bright background become bright.
+
+    Equals ``normalize(-raw, method)`` for frames ``normalize(raw, method)``:
+    the percentile and min-max scales map to ``1 - frames``, z-scores and
+    unnormalised frames to ``-frames`` (flattening and drift correction do
+    not depend on the sign).
+
+    Examples
+    --------
+    >>> raw = np.array([[[2.0, 4.0], [6.0, 10.0]]])
+    >>> np.allclose(invert(normalize(raw, "minmax"), "minmax"), normalize(-raw, "minmax"))
+    True
+    >>> invert(np.array([[[0.5, -1.0]]]), "zscore").ravel().tolist()
+    [-0.5, 1.0]
+    """
+    if method not in NORMALIZE_METHODS:
+        raise ValueError(f"normalize={method!r}: choose one of {', '.join(NORMALIZE_METHODS)}")
+    return (1 - frames if method in ("percentile", "minmax") else -frames).astype(np.float32)
+
+
 def estimate_frame_drift(frames: np.ndarray, reference: str = "previous", upsample: int = 100) -> np.ndarray:
     """Shift ``(dy, dx)`` in pixels that registers each frame onto the first one.
 

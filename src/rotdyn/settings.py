@@ -20,7 +20,14 @@ RENAMED_VALUES = {("rvae", "rotation_prior"): {"vonmises": "uniform"}}
 
 
 def upgrade_config(config: dict) -> list[str]:
-    """Rewrite renamed config values in place (old name -> new); return one warning per rewrite.
+    """Rewrite a config of the last release in place; return one warning per change.
+
+    Renamed values (:data:`RENAMED_VALUES`, in the global sections and in
+    every particle kind's) become their new names; the single training set's
+    ``training_set.simulate`` moves to the default particle kind, and its
+    ``training_set.set`` (training sets are now named after their kind) is
+    dropped. Runs before the schema check, so old configs keep working for one
+    release.
 
     Examples
     --------
@@ -29,14 +36,39 @@ def upgrade_config(config: dict) -> list[str]:
     ["config rvae.rotation_prior: 'vonmises' is deprecated (the uniform prior); use 'uniform'"]
     >>> config["rvae"]["rotation_prior"], upgrade_config(config)
     ('uniform', [])
+    >>> config = {"training_set": {"set": "rods", "simulate": {"length": 20}},
+    ...           "particles": {"default": "rods", "kinds": {"rods": {"training_set": {"simulate": {"kind": "rods"}}}}}}
+    >>> len(upgrade_config(config)), config["particles"]["kinds"]["rods"]["training_set"]["simulate"]
+    (2, {'kind': 'rods', 'length': 20})
     """
+    messages = _move_training_simulation(config)
+    kinds = (config.get("particles") or {}).get("kinds") or {}
+    places = [("", config)] + [(f"particles.kinds.{name}.", kind or {}) for name, kind in kinds.items()]
+    for prefix, holder in places:
+        for (section, key), renames in RENAMED_VALUES.items():
+            value = (holder.get(section) or {}).get(key)
+            if value in renames:
+                holder[section][key] = renames[value]
+                messages.append(f"config {prefix}{section}.{key}: {value!r} is deprecated "
+                                f"(the {renames[value]} prior); use {renames[value]!r}")
+    return messages
+
+
+def _move_training_simulation(config: dict) -> list[str]:
+    """The last release's one ``training_set.simulate`` becomes the default kind's; ``set`` goes."""
+    old = config.get("training_set") or {}
     messages = []
-    for (section, key), renames in RENAMED_VALUES.items():
-        value = config.get(section, {}).get(key)
-        if value in renames:
-            config[section][key] = renames[value]
-            messages.append(f"config {section}.{key}: {value!r} is deprecated (the {renames[value]} prior); "
-                            f"use {renames[value]!r}")
+    if "set" in old:
+        messages.append(f"config training_set.set ({old.pop('set')!r}) is no longer used: training sets are "
+                        f"named after their particle kind (results/training/<kind>.nc)")
+    if "simulate" in old and "particles" in config:
+        default = config["particles"]["default"]
+        kind = config["particles"]["kinds"].setdefault(default, {}) or {}
+        config["particles"]["kinds"][default] = kind
+        target = kind.setdefault("training_set", {}).setdefault("simulate", {})
+        target.update(old.pop("simulate") or {})
+        messages.append(f"config training_set.simulate is deprecated: it now sets the default particle kind's "
+                        f"particles.kinds.{default}.training_set.simulate")
     return messages
 
 

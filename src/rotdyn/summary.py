@@ -31,7 +31,9 @@ def movie_summary(movie: xr.Dataset, latents: xr.Dataset, nmf: xr.Dataset, track
         ``frames``, ``pixel_size_nm``, ``frame_interval_s``, ``particles``,
         ``particles_per_frame`` (``mean``, ``min``, ``max``), ``tracks``,
         ``median_track_length``, ``transition_frame`` and
-        ``transition_uncertainty`` per latent, ``settings``, ``rotdyn_version``.
+        ``transition_uncertainty`` per latent, ``particle_kind`` (from the
+        settings), ``contrast`` (what ingest decided: ``value``, ``setting``,
+        ``reason``), ``settings``, ``rotdyn_version``.
 
     Examples
     --------
@@ -49,6 +51,10 @@ def movie_summary(movie: xr.Dataset, latents: xr.Dataset, nmf: xr.Dataset, track
     names = transition_names(nmf)
     return {
         "movie": movie.attrs.get("source"),
+        "original_name": movie.attrs.get("original_name"),
+        "particle_kind": (settings.get("particles") or {}).get("kind"),
+        "contrast": {"value": movie.attrs.get("contrast", "bright"), "setting": movie.attrs.get("contrast_setting"),
+                     "reason": movie.attrs.get("contrast_reason")},
         "frames": int(len(frames)),
         "pixel_size_nm": plain(movie.attrs.get("pixel_size_nm")),
         "frame_interval_s": plain(movie.attrs.get("frame_interval_s")),

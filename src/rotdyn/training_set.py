@@ -45,6 +45,7 @@ import numpy as np
 import xarray as xr
 
 from .formats import MovieReadError, natural_key, read_image, read_mask
+from .kinds import CALIBRATION_KEYS
 from .preprocess import NORMALIZE_METHODS, preprocess
 from .simulate import simulate
 from .store import attr_value, provenance
@@ -58,7 +59,6 @@ SOURCES = ("auto", "labels", "simulate")
 # Kinds whose frames are AFM-like height maps: flatten="auto" flattens only these.
 AFM_KINDS = ("rods",)
 # Calibration keys that sit beside the simulation parameters in the workflow config.
-_NOT_SIM_PARAMS = ("pixel_size_nm", "frame_interval_s")
 
 
 class TrainingSetError(ValueError):
@@ -590,7 +590,7 @@ def training_set(config: dict, labels_root: str | Path = "resources/training") -
     name, source = str(config["set"]), config.get("source", "auto")
     if source not in SOURCES:
         raise TrainingSetError(f"training set {name!r}: source={source!r}; choose one of {', '.join(SOURCES)}")
-    folder = Path(labels_root) / name
+    folder = Path(config.get("labels") or Path(labels_root) / name)
     if source == "auto":
         source = "labels" if has_labels(folder) else "simulate"
     common = dict(tile=config.get("tile", 128), flatten=config.get("flatten", "auto"),
@@ -600,7 +600,7 @@ def training_set(config: dict, labels_root: str | Path = "resources/training") -
             raise TrainingSetError(f"training set {name!r}: source is 'labels' but the folder {folder} does not exist")
         ds = from_labels(folder, class_names=config.get("class_names"), **common)
     else:
-        sim = {k: v for k, v in (config.get("simulate") or {}).items() if k not in _NOT_SIM_PARAMS}
+        sim = {k: v for k, v in (config.get("simulate") or {}).items() if k not in CALIBRATION_KEYS}
         kind = sim.pop("kind", "rods")
         ds = from_simulation(kind, separate_touching=config.get("separate_touching", True), **common, **sim)
     ds.attrs.update(set=name, source=source)
@@ -637,9 +637,10 @@ def load_training_set(path) -> dict:
 
 
 def run(job) -> None:
-    """Entry of rule ``training_set``: labelled or simulated frames -> ``results/training/<set>.nc``.
+    """Entry of rule ``training_set``: labelled or simulated frames -> ``results/training/<kind>.nc``.
 
-    ``job.params.settings`` is the ``training_set`` config section,
+    ``job.params.settings`` is the particle kind's ``training_set`` settings
+    (:func:`rotdyn.kinds.kind_settings`; ``set`` is the kind's name),
     ``job.params.labels_root`` the folder of labelled sets.
 
 
@@ -649,13 +650,13 @@ def run(job) -> None:
     >>> from rotdyn.jobs import job
     >>> out = Path(tempfile.mkdtemp()) / "demo.nc"
     >>> settings = {"set": "demo", "tile": 48, "simulate": {"kind": "rods", "frames": 2, "size": 48, "count": 2}}
-    >>> run(job("training_set", output=[str(out)], wildcards={"set": "demo"},
+    >>> run(job("training_set", output=[str(out)], wildcards={"kind": "demo"},
     ...         params={"settings": settings, "labels_root": str(out.parent / "labels")}))
     >>> with xr.open_dataset(out) as ds:
     ...     ds.sizes["sample"], ds.attrs["source"], int(ds.attrs["sim_frames"])
     (2, 'simulate', 2)
     """
     ds = training_set(dict(job.params.settings), labels_root=job.params.labels_root)
-    log.info("training set %s: %d tiles, classes %s (%s)", job.wildcards.set,
+    log.info("training set %s: %d tiles, classes %s (%s)", job.wildcards.kind,
              ds.sizes["sample"], ds.attrs["class_names"], ds.attrs["origin"])
     write_netcdf(ds, job.output[0])

@@ -1,4 +1,4 @@
-# Shared set-up: config validation, movie discovery and the sample sheet.
+# Shared set-up: config validation, particle kinds, movie discovery and the sample sheet.
 # Each rule runs the entry function rotdyn.stages.STAGES names for it, and
 # carries stage_code(rule), a hash of every module that function imports, so
 # that an edit to the code a stage runs reruns it and what follows.
@@ -13,18 +13,27 @@ from snakemake.utils import validate
 # where rotdyn is not installed, as in a --sdm conda environment.
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
+from rotdyn.kinds import (POOLED, check_kinds, kind_names, kind_settings, movie_contrast, movie_kind,
+                          particle_size)
 from rotdyn.locks import recover_stale_lock, record_owner
 from rotdyn.movies import MOVIE_NAME, discover, movie_settings, read_sample_sheet
 from rotdyn.settings import canonical, rvae_fit_settings, upgrade_config
+from rotdyn.simulate import check_params
 from rotdyn.stages import check_rules, stage_code
 
-validate(config, "../../config/schema.yaml")
-# Renamed values keep working for one release: rewritten here, so params compare equal, with a warning.
+# A config of the last release is rewritten first (renamed values, the one training set), with a warning.
 DEPRECATIONS = upgrade_config(config)
+validate(config, "../../config/schema.yaml")
 # Snakemake compares params by their text, and the key order follows the config
 # files (an extra --configfile puts its keys first): sorted once here, the same
 # settings in another order rerun nothing.
 config.update(canonical(config))
+try:
+    check_kinds(config, check_params)  # each kind's simulator keys against its simulator
+except ValueError as exc:
+    raise WorkflowError(f"config: {exc}")
+# Everything that differs by particle kind: the kind's overrides merged over the global sections.
+KIND_SETTINGS = {kind: canonical(kind_settings(config, kind)) for kind in kind_names(config)}
 
 
 def _sample_sheet():
@@ -43,6 +52,19 @@ FOUND = discover(
 DEMO = f"demo_{config['demo']}"
 MOVIES = dict(FOUND.movies) or {DEMO: f"results/simulated/{config['demo']}/movie.nc"}
 
+
+def _kinds_of_movies():
+    """Each movie's particle kind (sample sheet ``particles``, else the default; the demo's is its simulator)."""
+    if not FOUND.movies:
+        return {DEMO: config["demo"] if config["demo"] in KIND_SETTINGS else config["particles"]["default"]}
+    try:
+        return {name: movie_kind(config, FOUND.sheet_row(SHEET, name), name) for name in MOVIES}
+    except ValueError as exc:
+        raise WorkflowError(f"sample sheet {config['sample_sheet']}: {exc}")
+
+
+KIND = _kinds_of_movies()
+
 if workflow.is_main_process:
     # A run killed outright leaves its lock; the next one takes it over (rotdyn.locks).
     if (stale := recover_stale_lock()):
@@ -54,6 +76,8 @@ if workflow.is_main_process:
         getattr(logger, level)(f"rotdyn: {note}")
     for name in FOUND.unused_rows(SHEET, MOVIES):
         logger.warning(f"rotdyn: sample sheet {config['sample_sheet']} names {name!r}, which is not in {config['movies_dir']}")
+    for name in sorted(MOVIES):
+        logger.info(f"rotdyn: {name}: particles '{KIND[name]}'")
     if not FOUND.movies:
         logger.info(
             f"rotdyn: no movie in {config['movies_dir']}/: running the built-in demo "
@@ -65,55 +89,92 @@ def movie_source(wildcards):
     return MOVIES[wildcards.movie]
 
 
+def kind_of(wildcards):
+    return KIND[wildcards.movie]
+
+
 def settings_for(wildcards):
+    """Preprocessing and contrast of a movie: config defaults, its kind, its sample-sheet row."""
     row = FOUND.sheet_row(SHEET, wildcards.movie)  # by the movie's name, else its file's stem
-    return canonical(movie_settings(config["preprocess"], row))  # sheet columns sorted too
+    settings = movie_settings(config["preprocess"], row)
+    settings.pop("particles", None)  # the kind picks the ensemble, not the preprocessing
+    kind = KIND[wildcards.movie]
+    settings["contrast"] = movie_contrast(config, kind, row)
+    if settings["contrast"] == "auto":  # decided from the movie with the kind's particle as template
+        settings["particle"] = particle_size(KIND_SETTINGS[kind], check_params)
+    return canonical(settings)  # sheet columns sorted too
 
 
-def training_set_path():
-    return f"results/training/{config['training_set']['set']}.nc"
+def training_set_params(wildcards):
+    return KIND_SETTINGS[wildcards.kind]["training_set"]
 
 
 def labels_folder(wildcards):
-    """The labelled folder, when there is one, so new labels retrain the ensemble."""
-    folder = Path(config["training_root"]) / wildcards.set
-    return [str(folder)] if folder.is_dir() and config["training_set"]["source"] != "simulate" else []
+    """The kind's labelled folder, when there is one, so new labels retrain its ensemble."""
+    settings = KIND_SETTINGS[wildcards.kind]["training_set"]
+    folder = Path(settings.get("labels") or Path(config["training_root"]) / wildcards.kind)
+    return [str(folder)] if folder.is_dir() and settings["source"] != "simulate" else []
 
 
 def train_params(wildcards):
     """Training settings without the ensemble size: adding members keeps the others."""
-    return {key: value for key, value in config["train"].items() if key not in ("members", "gpu", "threads")}
+    train = KIND_SETTINGS[wildcards.kind]["train"]
+    return {key: value for key, value in train.items() if key not in ("members", "gpu", "threads")}
 
 
-def member_paths():
-    return expand("results/ensemble/member_{member}.pt", member=range(config["train"]["members"]))
+def member_paths(kind):
+    members = range(KIND_SETTINGS[kind]["train"]["members"])
+    return expand("results/ensemble/{kind}/member_{member}.pt", kind=kind, member=members)
+
+
+def segment_members(wildcards):
+    return member_paths(KIND[wildcards.movie])
+
+
+def movie_section(name):
+    """A function of the wildcards giving the movie's kind's section ``name`` (params of a movie rule)."""
+    return lambda wildcards: KIND_SETTINGS[KIND[wildcards.movie]][name]
 
 
 def patch_source(wildcards):
-    name = "probability" if config["patches"]["source"] == "probability" else "movie"
-    return f"results/{wildcards.movie}/{name}.nc"
+    source = KIND_SETTINGS[KIND[wildcards.movie]]["patches"]["source"]
+    return f"results/{wildcards.movie}/{'probability' if source == 'probability' else 'movie'}.nc"
 
 
 def rvae_model(wildcards):
-    """The rVAE that encodes this movie: its own, or the one pooled over all movies."""
-    name = "pooled" if config["rvae"]["scope"] == "pooled" else wildcards.movie
-    return f"results/rvae/{name}/model.pt"
+    """The rVAE that encodes this movie: its own, or the one pooled over its kind's movies."""
+    kind = KIND[wildcards.movie]
+    name = POOLED if KIND_SETTINGS[kind]["rvae"]["scope"] == "pooled" else wildcards.movie
+    return f"results/rvae/{kind}/{name}/model.pt"
 
 
 def rvae_training_patches(wildcards):
-    movies = sorted(MOVIES) if wildcards.model == "pooled" else [wildcards.model]
+    if wildcards.model == POOLED:
+        movies = sorted(name for name, kind in KIND.items() if kind == wildcards.kind)
+    else:
+        movies = [wildcards.model]
     return expand("results/{movie}/patches.nc", movie=movies)
 
 
 def rvae_params(wildcards):
     """rVAE settings that change the model (not where or how fast it runs), "auto" resolved."""
-    return rvae_fit_settings(config["rvae"], config["patches"]["source"])
+    settings = KIND_SETTINGS[wildcards.kind]
+    return rvae_fit_settings(settings["rvae"], settings["patches"]["source"])
+
+
+def kind_resource(section, key):
+    """A kind's ``section.key`` (threads, gpu) for a rule with a ``kind`` wildcard."""
+    return lambda wildcards: KIND_SETTINGS[wildcards.kind][section][key]
 
 
 def run_settings(wildcards):
-    """The settings summary.json records, "auto" resolved: what ran."""
-    settings = {name: config[name] for name in ("kde", "link", "locate", "nmf", "patches", "rvae", "train")}
-    settings["rvae"] = {**config["rvae"], **rvae_params(wildcards)}  # a copy: config stays as given
+    """The settings summary.json records, "auto" resolved: what ran, with the movie's kind."""
+    kind = KIND[wildcards.movie]
+    settings = {name: config[name] for name in ("kde", "link", "nmf")}
+    own = KIND_SETTINGS[kind]
+    settings.update({name: own[name] for name in ("locate", "patches", "train", "training_set")})
+    settings["rvae"] = {**own["rvae"], **rvae_fit_settings(own["rvae"], own["patches"]["source"])}
+    settings["particles"] = {"kind": kind, "description": own["description"]}
     return settings
 
 

@@ -5,7 +5,7 @@ rule locate:
     output:
         "results/{movie}/particles.nc",
     params:
-        locate=config["locate"],
+        locate=movie_section("locate"),
         code=stage_code("locate"),
     log:
         "results/logs/{movie}/locate.log",

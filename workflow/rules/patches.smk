@@ -6,7 +6,7 @@ rule patches:
     output:
         "results/{movie}/patches.nc",
     params:
-        patches=config["patches"],
+        patches=movie_section("patches"),
         code=stage_code("patches"),
     log:
         "results/logs/{movie}/patches.log",

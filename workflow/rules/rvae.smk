@@ -1,26 +1,26 @@
 # The rotationally invariant VAE: one model per movie (rvae.scope: movie) or
-# one model pooled over all movies, so that their latents are comparable.
+# one model pooled over all movies of a particle kind, so that their latents are comparable.
 
 
 rule fit_rvae:
     input:
         rvae_training_patches,
     output:
-        model="results/rvae/{model}/model.pt",
-        history="results/rvae/{model}/history.csv",
+        model="results/rvae/{kind}/{model}/model.pt",
+        history="results/rvae/{kind}/{model}/history.csv",
     params:
         rvae=rvae_params,
-        checkpoint="results/rvae/{model}/checkpoint.pt",
+        checkpoint="results/rvae/{kind}/{model}/checkpoint.pt",
         code=stage_code("fit_rvae"),
     log:
-        "results/logs/rvae/{model}.log",
+        "results/logs/rvae/{kind}/{model}.log",
     benchmark:
-        "results/benchmarks/fit_rvae/{model}.tsv"
+        "results/benchmarks/fit_rvae/{kind}/{model}.tsv"
     conda:
         "../../envs/rotdyn.yaml"
-    threads: config["rvae"]["threads"]
+    threads: kind_resource("rvae", "threads")
     resources:
-        gpu=config["rvae"]["gpu"],
+        gpu=kind_resource("rvae", "gpu"),
         mem_mb=8000,
         runtime=600,
     script:
@@ -66,7 +66,7 @@ rule rvae_figures:
         history=report("results/{movie}/figures/rvae_history.png", caption="../report/rvae_history.rst",
                        category="rVAE", subcategory="{movie}"),
     params:
-        grid=config["rvae"]["manifold_grid"],
+        grid=lambda wildcards: KIND_SETTINGS[KIND[wildcards.movie]]["rvae"]["manifold_grid"],
         code=stage_code("rvae_figures"),
     log:
         "results/logs/{movie}/rvae_figures.log",

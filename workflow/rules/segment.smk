@@ -2,7 +2,7 @@ rule segment:
     """Every frame through every ensemble member: probability mean and variance."""
     input:
         movie="results/{movie}/movie.nc",
-        members=member_paths(),
+        members=segment_members,
     output:
         "results/{movie}/probability.nc",
     params:

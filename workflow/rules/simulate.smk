@@ -1,5 +1,5 @@
 rule simulate:
-    """A synthetic movie with ground truth (rods or atoms), for the demo and for training."""
+    """A synthetic movie with ground truth (rods, atoms, cells, spheres): the demo and test movies."""
     output:
         movie="results/simulated/{kind}/movie.nc",
         truth="results/simulated/{kind}/truth.csv",
@@ -23,4 +23,4 @@ rule simulate:
 rule simulations:
     """Both synthetic movies (``snakemake simulations``)."""
     input:
-        expand("results/simulated/{kind}/movie.nc", kind=["rods", "atoms"]),
+        expand("results/simulated/{kind}/movie.nc", kind=sorted(config["simulate"])),

@@ -1,25 +1,25 @@
-# The deep ensemble: one baseline trained to early stopping, then members
-# fine-tuned from it, each with its own seed, one job per member.
+# The deep ensemble of each particle kind: one baseline trained to early stopping,
+# then members fine-tuned from it, each with its own seed, one job per member.
 
 
 rule train_baseline:
     input:
-        training_set_path(),
+        "results/training/{kind}.nc",
     output:
-        model="results/ensemble/baseline.pt",
-        history="results/ensemble/baseline_history.csv",
+        model="results/ensemble/{kind}/baseline.pt",
+        history="results/ensemble/{kind}/baseline_history.csv",
     params:
         train=train_params,
         code=stage_code("train_baseline"),
     log:
-        "results/logs/ensemble/baseline.log",
+        "results/logs/ensemble/{kind}/baseline.log",
     benchmark:
-        "results/benchmarks/train_baseline/baseline.tsv"
+        "results/benchmarks/train_baseline/{kind}.tsv"
     conda:
         "../../envs/rotdyn.yaml"
-    threads: config["train"]["threads"]
+    threads: kind_resource("train", "threads")
     resources:
-        gpu=config["train"]["gpu"],
+        gpu=kind_resource("train", "gpu"),
         mem_mb=8000,
         runtime=240,
     script:
@@ -28,24 +28,24 @@ rule train_baseline:
 
 rule train_member:
     input:
-        data=training_set_path(),
-        baseline="results/ensemble/baseline.pt",
+        data="results/training/{kind}.nc",
+        baseline="results/ensemble/{kind}/baseline.pt",
     output:
-        model="results/ensemble/member_{member}.pt",
-        history="results/ensemble/member_{member}_history.csv",
+        model="results/ensemble/{kind}/member_{member}.pt",
+        history="results/ensemble/{kind}/member_{member}_history.csv",
     params:
         train=train_params,
         seed=lambda wildcards: int(wildcards.member),
         code=stage_code("train_member"),
     log:
-        "results/logs/ensemble/member_{member}.log",
+        "results/logs/ensemble/{kind}/member_{member}.log",
     benchmark:
-        "results/benchmarks/train_member/{member}.tsv"
+        "results/benchmarks/train_member/{kind}_{member}.tsv"
     conda:
         "../../envs/rotdyn.yaml"
-    threads: config["train"]["threads"]
+    threads: kind_resource("train", "threads")
     resources:
-        gpu=config["train"]["gpu"],
+        gpu=kind_resource("train", "gpu"),
         mem_mb=8000,
         runtime=120,
     script:

@@ -1,17 +1,17 @@
 rule training_set:
-    """Labelled frames from resources/training/<set>/, or simulated ones matched to the particles."""
+    """A particle kind's labelled frames (resources/training/<kind>/), or simulated ones matched to the particles."""
     input:
         labels_folder,
     output:
-        "results/training/{set}.nc",
+        "results/training/{kind}.nc",
     params:
-        settings=lambda wildcards: config["training_set"],
+        settings=training_set_params,
         labels_root=config["training_root"],
         code=stage_code("training_set"),
     log:
-        "results/logs/training/{set}.log",
+        "results/logs/training/{kind}.log",
     benchmark:
-        "results/benchmarks/training_set/{set}.tsv"
+        "results/benchmarks/training_set/{kind}.tsv"
     conda:
         "../../envs/rotdyn.yaml"
     threads: 1
