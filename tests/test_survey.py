@@ -186,6 +186,15 @@ def test_contrast_undecided_falls_back_to_the_default():
     assert decision.confidence < 0.15
 
 
+def test_afm_height_maps_need_a_clear_case_for_dark():
+    # Very noisy inverted rods: dark wins, but not by much.
+    frames, template = -rods(16, 5, 1.0), particle_template("rod", length=16, width=5)
+    plain = detect_contrast(frames, template)
+    assert plain.contrast == "dark" and 0.15 <= plain.confidence < 0.3
+    afm = detect_contrast(frames, template, modality="AFM")  # particles stand up in a height map
+    assert afm.contrast == "bright" and not afm.decided and afm.confidence == plain.confidence
+
+
 # --------------------------------------------------------------------- sizes
 @pytest.mark.parametrize("length, width, noise", [(16, 5, 0.15), (24, 4, 0.3), (10, 6, 0.3), (30, 3, 0.2)])
 def test_rod_sizes_within_ten_percent(length, width, noise):

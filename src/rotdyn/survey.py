@@ -267,7 +267,9 @@ def noise_sd(image: np.ndarray, mask: np.ndarray | None = None) -> float:
     most differences are 0); there a uniform dither of one step is added to
     every pixel (seeded) and its variance, a twelfth of a step squared,
     taken off: the result is the sd of the noise in the frames, rounding
-    included.
+    included. Where most differences are exactly 0 but the values lie on no
+    single grid (colour channels mixed into luminance), the mean absolute
+    deviation stands in for the median one.
 
     Parameters
     ----------
@@ -299,7 +301,10 @@ def noise_sd(image: np.ndarray, mask: np.ndarray | None = None) -> float:
     d = d[np.isfinite(d)]
     if d.size == 0:
         return math.nan
-    sd = 1.4826 * np.median(np.abs(d - np.median(d)))
+    dev = np.abs(d - np.median(d))
+    sd = 1.4826 * np.median(dev)
+    if sd == 0:  # most differences exactly 0: values on no single grid (mixed colour channels), little noise
+        sd = 1.2533 * dev[dev <= np.percentile(dev, 99)].mean()  # mean absolute deviation, for Gaussian noise
     return float(math.sqrt(max(sd * sd - step * step / 12, 0.0)))
 
 
@@ -382,8 +387,8 @@ def _peak_heights(response: np.ndarray, min_distance: int) -> np.ndarray:
 
 
 def detect_contrast(frames, template, *, n_frames: int = 5, n_angles: int | None = None,
-                    min_confidence: float = 0.15, default: str = "bright", block: int | None = None,
-                    ) -> ContrastDecision:
+                    min_confidence: float | None = None, default: str = "bright", modality: str | None = None,
+                    block: int | None = None) -> ContrastDecision:
     """Decide whether the particles are brighter or darker than the background.
 
     Method: on each of up to ``n_frames`` frames, the smooth background is
@@ -403,9 +408,11 @@ def detect_contrast(frames, template, *, n_frames: int = 5, n_angles: int | None
     The flattening removes uneven illumination and AFM tilt; a phase-contrast
     halo around a particle is a thin rim that answers the filled template
     less than the body does, so a bright body with a dark rim is "bright" and
-    a dark body with a bright rim "dark". AFM height maps: particles stand
-    up, so they are "bright" (a crowded layer whose gaps look like particles
-    too may be undecided; then the default, bright, applies).
+    a dark body with a bright rim "dark". AFM height maps (``modality``
+    starting with "AFM"): particles stand up from the substrate, so they are
+    bright; a closed layer whose gaps look like particles too can score
+    either way, so there the decision needs twice the usual confidence
+    (0.3), and the default, bright, applies below it.
 
     Parameters
     ----------
@@ -418,10 +425,13 @@ def detect_contrast(frames, template, *, n_frames: int = 5, n_angles: int | None
     n_angles : int or None
         Orientations of the template over half a turn; None = 12 for an
         elongated template, 1 for a round one.
-    min_confidence : float
-        Below this the decision falls back to ``default``.
+    min_confidence : float or None
+        Below this the decision falls back to ``default``; None = 0.15, or
+        0.3 for AFM.
     default : {"bright", "dark"}
         The fallback.
+    modality : str or None
+        The movie's modality (:class:`rotdyn.formats.Movie`), e.g. "AFM".
     block : int or None
         Background tile, px (:func:`flatten_background`).
 
@@ -445,6 +455,8 @@ def detect_contrast(frames, template, *, n_frames: int = 5, n_angles: int | None
     """
     if default not in CONTRASTS:
         raise ValueError(f"default contrast must be 'bright' or 'dark', got {default!r}")
+    if min_confidence is None:
+        min_confidence = 0.3 if str(modality or "").upper().startswith("AFM") else 0.15
     kernels = _rotations(template, n_angles)
     picked = _pick_frames(frames, n_frames)
     border = max(max(k.shape) for k in kernels) // 2  # responses nearer the edge saw zero padding
@@ -479,19 +491,21 @@ def detect_contrast(frames, template, *, n_frames: int = 5, n_angles: int | None
 
 # --------------------------------------------------------------------- sizes
 def _signed(frame, contrast, block):
-    """The flattened frame with particles positive, and the variance of the dither added to it.
+    """The flattened frame with particles positive, that frame before flattening, and its dither's variance.
 
     Quantised frames (8-bit video) get a uniform dither of one step
     (:func:`noise_sd`), so that thresholds and medians do not stick to the
-    grid of values; its variance is returned, to be taken off noise estimates.
+    grid of values; its variance is returned, to be taken off noise
+    estimates. The unflattened frame is where the noise is measured: its
+    differences still show whether they are exactly 0.
     """
     if contrast not in CONTRASTS:
         raise ValueError(f"contrast must be 'bright' or 'dark', got {contrast!r}")
     step = _quantum(frame)
     if step:
         frame = frame + np.random.default_rng(0).uniform(-step / 2, step / 2, frame.shape)
-    flat = flatten_background(frame, block)
-    return (flat if contrast == "bright" else -flat), step * step / 12
+    sign = 1.0 if contrast == "bright" else -1.0
+    return sign * flatten_background(frame, block), sign * frame, step * step / 12
 
 
 @dataclass
@@ -563,12 +577,20 @@ def _profiles(image, labels, noise) -> _Profiles:
 
 
 def _isolated_labels(area, spread=0.5):
-    """Labels (of per-label ``area``, index 0 = background) within ``1 -+ spread`` of the median area."""
+    """Labels (of per-label ``area``, index 0 = background) within ``1 -+ spread`` of the typical area.
+
+    Typical: the median area of the objects at least a quarter the size of
+    the object a random object pixel belongs to, so that many small noise
+    specks do not outvote a few particles, while single particles still
+    outvote touching pairs (twice the area). Pairs and fragments are out.
+    """
     ids = np.flatnonzero(area[1:]) + 1
     if not len(ids):
         return ids
-    median = np.median(area[ids])
-    return ids[(area[ids] >= (1 - spread) * median) & (area[ids] <= (1 + spread) * median)]
+    sizes = np.sort(area[ids])
+    by_pixel = sizes[np.searchsorted(np.cumsum(sizes), sizes.sum() / 2)]
+    typical = np.median(sizes[sizes >= by_pixel / 4])
+    return ids[(area[ids] >= (1 - spread) * typical) & (area[ids] <= (1 + spread) * typical)]
 
 
 def _heights(image, labels, noise):
@@ -603,7 +625,7 @@ class _Objects:
     noise: float        # white-noise sd on the background, away from the objects
 
 
-def _half_height_objects(image, smooth, min_area, rounds=2) -> _Objects:
+def _half_height_objects(image, smooth, min_area, raw=None, rounds=2) -> _Objects:
     """Objects of ``image`` (particles positive, background 0) above half the particle height.
 
     A first threshold (Otsu, at least 3 noise sd of the smoothed image) finds
@@ -618,9 +640,13 @@ def _half_height_objects(image, smooth, min_area, rounds=2) -> _Objects:
     (smoothed noise at most a tenth of the height), since blur rounds off
     small ends and widens thin particles. Around a dark rim (a phase-contrast
     halo, :func:`_dark_rim`) the cut lies half-way between body and rim.
+    The noise is measured on ``raw`` (the frame before flattening; default
+    ``image``), on the background away from the objects when that is at
+    least a quarter of the frame.
     """
+    raw = image if raw is None else raw
     smoothed = ndimage.gaussian_filter(image, smooth) if smooth > 0 else image
-    noise = noise_sd(image)
+    noise = noise_sd(raw)
     # White noise of sd s has sd s / (2 sqrt(pi) sigma) after a Gaussian of sd sigma.
     floor = 3 * noise / (2 * math.sqrt(math.pi) * smooth if smooth > 0 else 1.0)
     whole = _clean(smoothed > max(threshold_otsu(smoothed), floor), min_area)
@@ -635,7 +661,7 @@ def _half_height_objects(image, smooth, min_area, rounds=2) -> _Objects:
         whole = _drop_small(_clean(hysteresis, 1), min_area)
     background = ~ndimage.binary_dilation(hysteresis, iterations=2)
     if background.mean() > 0.25:  # particle edges would add to the noise
-        noise = noise_sd(image, background)
+        noise = noise_sd(raw, background)
     profiles, level, peak = _heights(image, whole, noise)
     fine = min(smooth, noise / (2 * math.sqrt(math.pi) * 0.1 * level))
     final = ndimage.gaussian_filter(image, fine) if fine > 0.3 else image
@@ -837,8 +863,8 @@ def estimate_sizes(frames, contrast: str, shape: str, *, n_frames: int = 5, smoo
     per_object, heights, found, used = [], [], 0, 0
     spacings = []
     for frame in picked:
-        image, _ = _signed(frame, contrast, block)
-        found_here = _half_height_objects(image, smooth, min_area)
+        image, raw, _ = _signed(frame, contrast, block)
+        found_here = _half_height_objects(image, smooth, min_area, raw)
         labels, height = found_here.labels, found_here.peak
         heights.append(height)
         if name == "atom":
@@ -911,8 +937,8 @@ def estimate_noise(frames, contrast: str = "bright", shape: str | None = None, *
     smooth, min_area = _defaults(shape_name(shape) if shape else None, smooth, min_area)
     ratios = []
     for frame in _pick_frames(frames, n_frames):
-        image, dither = _signed(frame, contrast, block)
-        found = _half_height_objects(image, smooth, min_area)
+        image, raw, dither = _signed(frame, contrast, block)
+        found = _half_height_objects(image, smooth, min_area, raw)
         if found.peak > 0:
             ratios.append(math.sqrt(max(found.noise ** 2 - dither, 0.0)) / found.peak)
     return float(np.median(ratios)) if ratios else math.nan
