@@ -182,7 +182,7 @@ def _pick_frames(frames, n_frames: int) -> np.ndarray:
     return out
 
 
-def flatten_background(image: np.ndarray, block: int | None = None) -> np.ndarray:
+def flatten_background(image: np.ndarray, block: int | None = None, mask: np.ndarray | None = None) -> np.ndarray:
     """``image`` minus its smooth background: clipped medians of tiles, interpolated.
 
     The background of each ``block`` x ``block`` tile is its median: robust
@@ -197,11 +197,18 @@ def flatten_background(image: np.ndarray, block: int | None = None) -> np.ndarra
     symmetric, so flattening ``-image`` gives minus the result: neither
     polarity is favoured.
 
+    Where the particles are known, ``mask`` leaves them out of the tile
+    levels altogether (needed when the noise is so strong that clipping can
+    no longer tell particle pixels from background ones); a tile with less
+    than a tenth of its pixels left takes the median of the other tiles.
+
     Parameters
     ----------
     image : (H, W) array
     block : int or None
         Tile side, px; None = a quarter of the shorter side, at least 32.
+    mask : (H, W) bool array or None
+        Pixels to leave out (True = particle).
 
     Returns
     -------
@@ -217,21 +224,31 @@ def flatten_background(image: np.ndarray, block: int | None = None) -> np.ndarra
     """
     image = np.asarray(image, dtype=np.float64)
     block = block or max(32, min(image.shape) // 4)
-    coarse = _mesh(image, block, np.median)
+    keep = np.ones(image.shape, bool) if mask is None else ~np.asarray(mask, bool)
+    coarse = _mesh(image, keep, block, np.median)
     # Second pass on what the coarse one left: the clipping band is then not eaten up by the illumination's
     # slope within a tile.
     rest = image - coarse
     noise = noise_sd(image)
-    return rest - _mesh(rest, block, lambda v: _clipped_median(v, noise))
+    return rest - _mesh(rest, keep, block, lambda v: _clipped_median(v, noise))
 
 
-def _mesh(image, block, level):
-    """``level`` of every ``block`` x ``block`` tile, interpolated to full size (cubic splines, linear beyond)."""
+def _mesh(image, keep, block, level):
+    """``level`` of the ``keep`` pixels of every ``block`` x ``block`` tile, interpolated to full size.
+
+    Cubic splines (linear below 4 x 4 tiles), continued linearly beyond the
+    outer tile centres.
+    """
     H, W = image.shape
     ys = np.linspace(0, H, max(1, round(H / block)) + 1).round().astype(int)
     xs = np.linspace(0, W, max(1, round(W / block)) + 1).round().astype(int)
-    grid = np.array([[level(image[y0:y1, x0:x1]) for x0, x1 in zip(xs[:-1], xs[1:])]
-                     for y0, y1 in zip(ys[:-1], ys[1:])])
+
+    def tile(y0, y1, x0, x1):
+        values = image[y0:y1, x0:x1][keep[y0:y1, x0:x1]]
+        return level(values) if values.size >= 0.1 * (y1 - y0) * (x1 - x0) else np.nan
+
+    grid = np.array([[tile(y0, y1, x0, x1) for x0, x1 in zip(xs[:-1], xs[1:])] for y0, y1 in zip(ys[:-1], ys[1:])])
+    grid[np.isnan(grid)] = np.nanmedian(grid) if np.isfinite(grid).any() else level(image.ravel())
     centres = [(e[:-1] + e[1:] - 1) / 2 for e in (ys, xs)]
     # One more tile beyond each border, continuing the trend (odd reflection): the spline never extrapolates.
     grid = np.pad(grid, 1, mode="reflect", reflect_type="odd") if min(grid.shape) > 1 else np.pad(grid, 1, mode="edge")
@@ -490,13 +507,17 @@ def detect_contrast(frames, template, *, n_frames: int = 5, n_angles: int | None
 
 
 # --------------------------------------------------------------------- sizes
-def _signed(frame, contrast, block):
-    """The flattened frame with particles positive, that frame before flattening, and its dither's variance.
+def _survey_frame(frame, contrast, smooth, min_area, block):
+    """One frame's objects (:func:`_half_height_objects`), the flattened frame they were found in, and the dither.
 
-    Quantised frames (8-bit video) get a uniform dither of one step
+    The frame is flattened (:func:`flatten_background`) with particles made
+    positive, its objects found, then flattened again with the objects left
+    out of the background, and its objects found again: in strong noise the
+    first background, taken with the particles in it, sits too high.
+    Quantised frames (8-bit video) first get a uniform dither of one step
     (:func:`noise_sd`), so that thresholds and medians do not stick to the
     grid of values; its variance is returned, to be taken off noise
-    estimates. The unflattened frame is where the noise is measured: its
+    estimates. The noise is measured on the frame before flattening, whose
     differences still show whether they are exactly 0.
     """
     if contrast not in CONTRASTS:
@@ -505,7 +526,13 @@ def _signed(frame, contrast, block):
     if step:
         frame = frame + np.random.default_rng(0).uniform(-step / 2, step / 2, frame.shape)
     sign = 1.0 if contrast == "bright" else -1.0
-    return sign * flatten_background(frame, block), sign * frame, step * step / 12
+    raw = sign * frame
+    image = flatten_background(raw, block)
+    found = _half_height_objects(image, smooth, min_area, raw)
+    if found.mask.any():
+        image = flatten_background(raw, block, mask=found.mask)
+        found = _half_height_objects(image, smooth, min_area, raw)
+    return found, image, step * step / 12
 
 
 @dataclass
@@ -579,17 +606,23 @@ def _profiles(image, labels, noise) -> _Profiles:
 def _isolated_labels(area, spread=0.5):
     """Labels (of per-label ``area``, index 0 = background) within ``1 -+ spread`` of the typical area.
 
-    Typical: the median area of the objects at least a quarter the size of
-    the object a random object pixel belongs to, so that many small noise
-    specks do not outvote a few particles, while single particles still
-    outvote touching pairs (twice the area). Pairs and fragments are out.
+    Typical: the most common size (mode of a Gaussian kernel density of the
+    log areas, sd 0.1) among the objects at least a quarter the size of the
+    object a random object pixel belongs to. The quarter leaves out the
+    many small specks of a noisy frame, which would outvote a few particles
+    by number though not by pixels; the mode then lets single particles
+    outvote touching pairs (twice the area) and the merged clusters of a
+    crowded frame (spread over many sizes), which can hold more pixels.
+    Pairs and fragments are out.
     """
     ids = np.flatnonzero(area[1:]) + 1
     if not len(ids):
         return ids
     sizes = np.sort(area[ids])
     by_pixel = sizes[np.searchsorted(np.cumsum(sizes), sizes.sum() / 2)]
-    typical = np.median(sizes[sizes >= by_pixel / 4])
+    logs = np.log(sizes[sizes >= by_pixel / 4].astype(float))
+    grid = np.linspace(logs.min(), logs.max(), 200)
+    typical = np.exp(grid[np.argmax(np.exp(-0.5 * ((grid[:, None] - logs[None]) / 0.1) ** 2).sum(axis=1))])
     return ids[(area[ids] >= (1 - spread) * typical) & (area[ids] <= (1 + spread) * typical)]
 
 
@@ -623,6 +656,7 @@ class _Objects:
     level: float        # typical core height (threshold = level / 2)
     peak: float         # typical peak height
     noise: float        # white-noise sd on the background, away from the objects
+    mask: np.ndarray    # every object above a quarter of the height (border ones too), a little widened
 
 
 def _half_height_objects(image, smooth, min_area, raw=None, rounds=2) -> _Objects:
@@ -653,13 +687,14 @@ def _half_height_objects(image, smooth, min_area, raw=None, rounds=2) -> _Object
     for _ in range(rounds):
         _, level, peak = _heights(image, whole, noise)
         if not level > 0:
-            return _Objects(np.zeros(image.shape, int), math.nan, math.nan, noise)
+            return _Objects(np.zeros(image.shape, int), math.nan, math.nan, noise, np.zeros(image.shape, bool))
         half = level / 2
         # Cores come from the filled hysteresis objects: holes the noise makes at half height would
         # steer them toward pixels with positive noise.
         hysteresis = ndimage.binary_fill_holes(apply_hysteresis_threshold(smoothed, half / 2, half))
         whole = _drop_small(_clean(hysteresis, 1), min_area)
-    background = ~ndimage.binary_dilation(hysteresis, iterations=2)
+    widened = ndimage.binary_dilation(hysteresis, iterations=2)
+    background = ~widened
     if background.mean() > 0.25:  # particle edges would add to the noise
         noise = noise_sd(raw, background)
     profiles, level, peak = _heights(image, whole, noise)
@@ -674,7 +709,7 @@ def _half_height_objects(image, smooth, min_area, raw=None, rounds=2) -> _Object
     labels = np.zeros_like(whole)
     labels[obj] = np.where(final[obj] > rim + (local - rim) / 2, lab, 0)
     labels = _drop_small(labels, min_area)
-    return _Objects(labels, level, peak, noise)
+    return _Objects(labels, level, peak, noise, widened)
 
 
 def _dark_rim(image, labels, inner=1, outer=3):
@@ -863,8 +898,7 @@ def estimate_sizes(frames, contrast: str, shape: str, *, n_frames: int = 5, smoo
     per_object, heights, found, used = [], [], 0, 0
     spacings = []
     for frame in picked:
-        image, raw, _ = _signed(frame, contrast, block)
-        found_here = _half_height_objects(image, smooth, min_area, raw)
+        found_here, image, _ = _survey_frame(frame, contrast, smooth, min_area, block)
         labels, height = found_here.labels, found_here.peak
         heights.append(height)
         if name == "atom":
@@ -937,8 +971,7 @@ def estimate_noise(frames, contrast: str = "bright", shape: str | None = None, *
     smooth, min_area = _defaults(shape_name(shape) if shape else None, smooth, min_area)
     ratios = []
     for frame in _pick_frames(frames, n_frames):
-        image, raw, dither = _signed(frame, contrast, block)
-        found = _half_height_objects(image, smooth, min_area, raw)
+        found, _, dither = _survey_frame(frame, contrast, smooth, min_area, block)
         if found.peak > 0:
             ratios.append(math.sqrt(max(found.noise ** 2 - dither, 0.0)) / found.peak)
     return float(np.median(ratios)) if ratios else math.nan
