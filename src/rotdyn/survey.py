@@ -614,34 +614,64 @@ def _significance(image, labels, noise):
         return np.nan_to_num(total / (noise * np.sqrt(area)))
 
 
-def _isolated_labels(area, significance, spread=0.5):
+def _speck_floor(image, smoothed, noise, low, high, min_area):
+    """How significant (:func:`_significance`) the noise's own specks get: decoys from the flipped frame.
+
+    Particles are positive, so the objects the same thresholds find in
+    ``-image`` are noise (or dark rims, which only raise the bar): the 95th
+    percentile of their significance (their largest when fewer than 20; 0
+    when none) is the floor a particle must clear.
+    """
+    decoys = _drop_small(_clean(apply_hysteresis_threshold(-smoothed, low, high), 1), min_area)
+    if decoys.max() == 0:
+        return 0.0
+    sig = _significance(-image, decoys, noise)[1:]
+    sig = sig[np.bincount(decoys.ravel())[1:] > 0]
+    return float(np.percentile(sig, 95) if len(sig) >= 20 else sig.max())
+
+
+def _isolated_labels(area, significance, floor=0.0, spread=0.5):
     """Labels (of per-label ``area``, index 0 = background) within ``1 -+ spread`` of the typical area.
 
-    Typical: the most common size (mode of a Gaussian kernel density of the
-    log areas, sd 0.1) among the *clear* objects, whose summed signal, in
-    units of its noise (:func:`_significance`), is at least 0.3 of the 90th
-    percentile over the objects: the specks noise leaves in a noisy frame
-    reach the threshold only by a little, and are many. The mode lets
-    single particles outvote touching pairs (twice the area) and merged
-    clusters (spread over many sizes), which can hold more pixels. Pairs
-    and fragments are out.
+    Typical: the smallest clear peak of a Gaussian kernel density (sd 0.1)
+    of the objects' log areas, each object weighted by its summed signal in
+    units of its noise (:func:`_significance`, which grows as the square
+    root of the area for objects of one height); clear: at least half the
+    highest peak. The specks noise leaves in a noisy frame each weigh little
+    and spread over many sizes, so a few particles outweigh many specks;
+    touching pairs and merged clusters are larger, so where they are as
+    common as single particles, the singles' peak still wins. Pairs,
+    clusters, fragments and specks are out; so are objects no more
+    significant than ``floor`` (:func:`_speck_floor`; at most half the
+    significance of the objects above it that hold half their total),
+    unless none is.
     """
     ids = np.flatnonzero(area[1:]) + 1
-    if not len(ids):
-        return ids
-    clear = ids[significance[ids] >= 0.3 * np.percentile(significance[ids], 90)]
-    logs = np.log(area[clear].astype(float))
-    grid = np.linspace(logs.min(), logs.max(), 200)
-    typical = np.exp(grid[np.argmax(np.exp(-0.5 * ((grid[:, None] - logs[None]) / 0.1) ** 2).sum(axis=1))])
-    return clear[(area[clear] >= (1 - spread) * typical) & (area[clear] <= (1 + spread) * typical)]
+    above = significance[ids] > floor
+    if above.any():
+        # Dark rims as decoys can set the floor near the particles themselves: at most half the
+        # significance of the objects that hold half the total (so specks just above it do not count).
+        ranked = np.sort(significance[ids][above])[::-1]
+        floor = min(floor, 0.5 * float(ranked[np.searchsorted(np.cumsum(ranked), ranked.sum() / 2)]))
+        ids = ids[significance[ids] > floor]
+    weight = np.clip(significance[ids], 0, None)
+    if not len(ids) or not weight.sum() > 0:
+        return ids[:0]
+    logs = np.log(area[ids].astype(float))
+    grid = np.linspace(logs.min() - 0.3, logs.max() + 0.3, 300)
+    density = (weight * np.exp(-0.5 * ((grid[:, None] - logs[None]) / 0.1) ** 2)).sum(axis=1)
+    peaks = np.flatnonzero((density >= np.roll(density, 1)) & (density >= np.roll(density, -1))
+                           & (density >= 0.5 * density.max()))
+    typical = np.exp(grid[peaks[0]])
+    return ids[(area[ids] >= (1 - spread) * typical) & (area[ids] <= (1 + spread) * typical)]
 
 
-def _heights(image, labels, noise):
+def _heights(image, labels, noise, floor=0.0):
     """The objects' profiles (:func:`_profiles`), and the typical level and peak height over the background.
 
     Level: the median over isolated objects (:func:`_isolated_labels`: a
-    merged pair's core holds the gap between them) of their cores' mean raw
-    value. Peak: the level plus the rise from a core's middle to its brighter
+    merged pair's core holds the gap between them; ``floor``: the speck
+    limit) of their cores' mean raw value. Peak: the level plus the rise from a core's middle to its brighter
     end (the slope's root mean square over the objects, its noise variance
     taken off, times the median half extent of the cores): a particle
     brighter at one end (the simulated rods' head) peaks above its mean, a
@@ -650,7 +680,7 @@ def _heights(image, labels, noise):
     if labels.max() == 0:
         return None, math.nan, math.nan
     p = _profiles(image, labels, noise)
-    ids = _isolated_labels(p.area, _significance(image, labels, noise))
+    ids = _isolated_labels(p.area, _significance(image, labels, noise), floor)
     if not len(ids):
         return p, math.nan, math.nan
     level = float(np.median(p.a[ids]))
@@ -667,6 +697,7 @@ class _Objects:
     peak: float         # typical peak height
     noise: float        # white-noise sd on the background, away from the objects
     mask: np.ndarray    # every object of the hysteresis (border ones too), widened by 2 px
+    specks: float       # significance the noise's own specks reach (_speck_floor)
 
 
 def _half_height_objects(image, smooth, min_area, raw=None, rounds=2) -> _Objects:
@@ -674,10 +705,12 @@ def _half_height_objects(image, smooth, min_area, raw=None, rounds=2) -> _Object
 
     A first threshold (Otsu, at least 3 noise sd of the smoothed image) finds
     the particles and their height (:func:`_heights`). Objects are then the
-    connected regions of the smoothed image above 3/8 of the height that
-    reach half of it (hysteresis, so noise does not cut a particle in
-    pieces; lower would bridge particles through the noise). The height is measured again on these objects (a first
-    threshold high in the noise favours noise peaks), ``rounds`` times. Each
+    connected regions of the smoothed image above 0.3 of the height that
+    reach half of it (hysteresis, so noise does not cut a thin particle in
+    pieces). The height is measured again on these objects (a first
+    threshold high in the noise favours noise peaks), ``rounds`` times,
+    unless it falls by more than 30 % (particles bridged into clusters
+    through the noise: the last objects are kept). Each
     object keeps its pixels above half height, where a blurred or ramped
     edge lies, so areas are biased neither by the particles' contrast nor by
     the blur; this last cut smooths only as much as the noise needs
@@ -693,21 +726,29 @@ def _half_height_objects(image, smooth, min_area, raw=None, rounds=2) -> _Object
     noise = noise_sd(raw)
     # White noise of sd s has sd s / (2 sqrt(pi) sigma) after a Gaussian of sd sigma.
     floor = 3 * noise / (2 * math.sqrt(math.pi) * smooth if smooth > 0 else 1.0)
-    whole = _clean(smoothed > max(threshold_otsu(smoothed), floor), min_area)
+    first = max(threshold_otsu(smoothed), floor)
+    hysteresis = smoothed > first
+    whole = _clean(hysteresis, min_area)
+    specks = _speck_floor(image, smoothed, noise, first, first, min_area)
+    _, level, _ = _heights(image, whole, noise, specks)
+    if not level > 0:
+        return _Objects(np.zeros(image.shape, int), math.nan, math.nan, noise, np.zeros(image.shape, bool), 0.0)
     for _ in range(rounds):
-        _, level, peak = _heights(image, whole, noise)
-        if not level > 0:
-            return _Objects(np.zeros(image.shape, int), math.nan, math.nan, noise, np.zeros(image.shape, bool))
         half = level / 2
         # Cores come from the filled hysteresis objects: holes the noise makes at half height would
         # steer them toward pixels with positive noise.
-        hysteresis = ndimage.binary_fill_holes(apply_hysteresis_threshold(smoothed, 0.75 * half, half))
-        whole = _drop_small(_clean(hysteresis, 1), min_area)
+        grown = ndimage.binary_fill_holes(apply_hysteresis_threshold(smoothed, 0.6 * half, half))
+        objects = _drop_small(_clean(grown, 1), min_area)
+        floor_now = _speck_floor(image, smoothed, noise, 0.6 * half, half, min_area)
+        _, again, _ = _heights(image, objects, noise, floor_now)
+        if not again >= 0.7 * level:  # particles bridged through the noise into clusters: keep the last
+            break
+        hysteresis, whole, level, specks = grown, objects, again, floor_now
     widened = ndimage.binary_dilation(hysteresis, iterations=2)
     background = ~widened
     if background.mean() > 0.25:  # particle edges would add to the noise
         noise = noise_sd(raw, background)
-    profiles, level, peak = _heights(image, whole, noise)
+    profiles, level, peak = _heights(image, whole, noise, specks)
     fine = min(smooth, noise / (2 * math.sqrt(math.pi) * 0.1 * level))
     final = ndimage.gaussian_filter(image, fine) if fine > 0.3 else image
     # The cut may lie below the hysteresis' low threshold (half-way to a dark rim): look 2 px beyond it.
@@ -721,7 +762,7 @@ def _half_height_objects(image, smooth, min_area, raw=None, rounds=2) -> _Object
     labels = np.zeros_like(whole)
     labels[obj] = np.where(final[obj] > rim + (local - rim) / 2, lab, 0)
     labels = _drop_small(labels, min_area)
-    return _Objects(labels, level, peak, noise, widened)
+    return _Objects(labels, level, peak, noise, widened, specks)
 
 
 def _dark_rim(image, labels, inner=1, outer=3):
@@ -858,7 +899,7 @@ def estimate_sizes(frames, contrast: str, shape: str, *, n_frames: int = 5, smoo
        threshold (Otsu, at least 3 noise sd) finds the particles; their
        height is the median over the isolated ones of the mean raw value of
        their core (the pixels deepest inside, chosen by shape, so the noise
-       does not bias it). Objects are then the regions above 3/8 of that
+       does not bias it). Objects are then the regions above 0.3 of that
        height reaching half of it (hysteresis), twice over; the background
        is taken again with them left out, and the objects found again.
     3. Each object keeps its pixels above half of its own height, fitted
@@ -934,7 +975,8 @@ def estimate_sizes(frames, contrast: str, shape: str, *, n_frames: int = 5, smoo
             continue
         regions = regionprops(labels)
         found += len(regions)
-        isolated = set(_isolated_labels(np.bincount(labels.ravel()), _significance(image, labels, found_here.noise)).tolist())
+        significance = _significance(image, labels, found_here.noise)
+        isolated = set(_isolated_labels(np.bincount(labels.ravel()), significance, found_here.specks).tolist())
         keep = [r for r in regions if r.label in isolated]
         used += len(keep)
         for r in keep:
