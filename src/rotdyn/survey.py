@@ -710,8 +710,10 @@ def _half_height_objects(image, smooth, min_area, raw=None, rounds=2) -> _Object
     pieces). The height is measured again on these objects (a first
     threshold high in the noise favours noise peaks), ``rounds`` times,
     unless it falls by more than 30 % (particles bridged into clusters
-    through the noise: the last objects are kept). Each
-    object keeps its pixels above half height, where a blurred or ramped
+    through the noise: the last objects are kept). Noise specks are told
+    from particles by how significant the same thresholds' objects get in
+    the flipped frame (:func:`_speck_floor`). Each object keeps its pixels
+    above half height, where a blurred or ramped
     edge lies, so areas are biased neither by the particles' contrast nor by
     the blur; this last cut smooths only as much as the noise needs
     (smoothed noise at most a tenth of the height), since blur rounds off
