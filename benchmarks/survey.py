@@ -36,7 +36,7 @@ def pct(value, truth):
     return f"{value:6.2f} ({100 * (value / truth - 1):+4.0f}%)"
 
 
-def survey(frames, shape, contrast_truth, template, size_keys):
+def survey(frames, shape, contrast_truth, template):
     """Contrast decision, sizes and noise of ``frames``; the contrast used downstream is the decided one."""
     t0 = time.perf_counter()
     decision = detect_contrast(frames, template)
@@ -48,7 +48,8 @@ def survey(frames, shape, contrast_truth, template, size_keys):
 
 
 def rods_table(quick):
-    lengths, widths, noises = ((12, 24), (4, 6), (0.15, 0.4)) if quick else ((10, 16, 24, 32), (3, 5, 7), (0.1, 0.25, 0.5))
+    grid = ((12, 24), (4, 6), (0.15, 0.4)) if quick else ((10, 16, 24, 32), (3, 5, 7), (0.1, 0.25, 0.5))
+    lengths, widths, noises = grid
     print("\n## Simulated AFM rods (4 frames of 128 x 128, ~10 % covered), as given (bright) and inverted (dark)\n")
     print("| length | width | noise | contrast (conf.) | inverted | length est. | width est. | noise est. | used | s |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -63,7 +64,7 @@ def rods_table(quick):
                     sim = simulate_rods(frames=4, length=length, width=width, noise=noise, count=count, seed=7)
                 frames = preprocess(sim.frames, flatten_afm=True)[0]
                 template = particle_template("rod", length=length, width=width)
-                d, s, n, sec, ok = survey(frames, "rod", "bright", template, ("length", "width"))
+                d, s, n, sec, ok = survey(frames, "rod", "bright", template)
                 inv = detect_contrast(-frames, template)
                 print(f"| {length} | {width} | {noise} | {d.contrast} ({d.confidence:.2f}) {ok} | "
                       f"{inv.contrast} ({inv.confidence:.2f}) {'ok' if inv.contrast == 'dark' else 'WRONG'} | "
@@ -80,7 +81,7 @@ def atoms_table(quick):
         sim = simulate_atoms(frames=3, spacing=spacing, atom_sigma=0.2 * spacing, dose=dose, seed=3)
         frames = preprocess(sim.frames)[0]
         template = particle_template("atom", spacing=spacing)
-        d, s, n, sec, ok = survey(frames, "atom", "bright", template, ("spacing",))
+        d, s, n, sec, ok = survey(frames, "atom", "bright", template)
         inv = detect_contrast(-frames, template)
         print(f"| {spacing} | {dose} | {d.contrast} ({d.confidence:.2f}) {ok} | {inv.contrast} | "
               f"{pct(s['spacing'], spacing)} | {n:.3f} | {s['n_used']}/{s['n_objects']} | {sec:.1f} |")
@@ -112,7 +113,7 @@ def cells_table():
     template = particle_template("cell", length=18, width=6)
     for halo in (0.0, 0.4, 0.7, 1.0):
         frames = cells(halo)
-        d, s, _, _, ok = survey(frames, "cell", "bright", template, ("length", "width"))
+        d, s, _, _, ok = survey(frames, "cell", "bright", template)
         inv = detect_contrast(-frames, template)
         print(f"| {halo} | {d.contrast} ({d.confidence:.2f}) {ok} | {inv.contrast} ({inv.confidence:.2f}) | "
               f"{pct(s['length'], 18)} | {pct(s['width'], 6)} |")
@@ -152,8 +153,10 @@ def real_table():
                 continue
             s = estimate_sizes(frames, d.contrast, shape)
             n = estimate_noise(frames, d.contrast, shape)
-            shown = ", ".join(f"{k} {v:.1f}" for k, v in s.items() if k in ("length", "width", "length_sd", "diameter"))
-            print(f"| {name} | {expected} | {label} | {d.contrast} ({d.confidence:.2f}) | {d.reason.split(': ', 1)[1]} | "
+            shown = ", ".join(f"{k} {v:.1f}" for k, v in s.items()
+                              if k in ("length", "width", "length_sd", "diameter"))
+            reason = d.reason.split(": ", 1)[1]
+            print(f"| {name} | {expected} | {label} | {d.contrast} ({d.confidence:.2f}) | {reason} | "
                   f"{shown}; {s['n_used']}/{s['n_objects']} objects | {n:.3f} | {time.perf_counter() - t0:.1f} |")
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import fft as sfft
 from scipy import ndimage, optimize
-from scipy.interpolate import RegularGridInterpolator
+from scipy.interpolate import RectBivariateSpline
 from scipy.spatial import cKDTree
 from skimage.feature import peak_local_max
 from skimage.filters import apply_hysteresis_threshold, threshold_otsu
@@ -254,9 +254,9 @@ def _mesh(image, keep, block, level):
     grid = np.pad(grid, 1, mode="reflect", reflect_type="odd") if min(grid.shape) > 1 else np.pad(grid, 1, mode="edge")
     centres = [np.concatenate([[2 * c[0] - (c[1] if len(c) > 1 else c[0] + block)], c,
                                [2 * c[-1] - (c[-2] if len(c) > 1 else c[-1] - block)]]) for c in centres]
-    method = "cubic" if min(grid.shape) >= 4 else "linear"
-    interp = RegularGridInterpolator(centres, grid, method=method)
-    return interp(tuple(np.mgrid[0:H, 0:W]))
+    order = 3 if min(grid.shape) >= 4 else 1
+    spline = RectBivariateSpline(*centres, grid, kx=order, ky=order)  # interpolating (s = 0), separable
+    return spline(np.arange(H), np.arange(W))
 
 
 def _clipped_median(values, noise, clip=2.5, rounds=3):
@@ -327,7 +327,10 @@ def noise_sd(image: np.ndarray, mask: np.ndarray | None = None) -> float:
 
 def _quantum(image) -> float:
     """The step of the grid the values lie on (8-bit data: 1 grey level, in whatever units), else 0."""
-    values = np.unique(image[np.isfinite(image)])
+    finite = image[np.isfinite(image)]
+    if len(np.unique(finite[::max(1, finite.size // 20000)])) > 4096:  # a sample settles most frames
+        return 0.0
+    values = np.unique(finite)
     if len(values) < 2 or len(values) > 4096:
         return 0.0
     gaps = np.diff(values)
@@ -603,35 +606,72 @@ def _profiles(image, labels, noise) -> _Profiles:
     return profiles
 
 
-def _isolated_labels(area, spread=0.5):
+def _significance(image, labels, noise):
+    """Per label (index 0 = background): the object's summed signal over the noise of that sum."""
+    area = np.bincount(labels.ravel())
+    total = np.bincount(labels.ravel(), image.ravel(), len(area))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.nan_to_num(total / (noise * np.sqrt(area)))
+
+
+def _speck_floor(image, smoothed, noise, low, high, min_area):
+    """How significant (:func:`_significance`) the noise's own specks get: decoys from the flipped frame.
+
+    Particles are positive, so the objects the same thresholds find in
+    ``-image`` are noise (or dark rims, which only raise the bar): the 95th
+    percentile of their significance (their largest when fewer than 20; 0
+    when none) is the floor a particle must clear.
+    """
+    decoys = _drop_small(_clean(apply_hysteresis_threshold(-smoothed, low, high), 1), min_area)
+    if decoys.max() == 0:
+        return 0.0
+    sig = _significance(-image, decoys, noise)[1:]
+    sig = sig[np.bincount(decoys.ravel())[1:] > 0]
+    return float(np.percentile(sig, 95) if len(sig) >= 20 else sig.max())
+
+
+def _isolated_labels(area, significance, floor=0.0, spread=0.5):
     """Labels (of per-label ``area``, index 0 = background) within ``1 -+ spread`` of the typical area.
 
-    Typical: the most common size (mode of a Gaussian kernel density of the
-    log areas, sd 0.1) among the objects at least a quarter the size of the
-    object a random object pixel belongs to. The quarter leaves out the
-    many small specks of a noisy frame, which would outvote a few particles
-    by number though not by pixels; the mode then lets single particles
-    outvote touching pairs (twice the area) and the merged clusters of a
-    crowded frame (spread over many sizes), which can hold more pixels.
-    Pairs and fragments are out.
+    Typical: the smallest clear peak of a Gaussian kernel density (sd 0.1)
+    of the objects' log areas, each object weighted by its summed signal in
+    units of its noise (:func:`_significance`, which grows as the square
+    root of the area for objects of one height); clear: at least half the
+    highest peak. The specks noise leaves in a noisy frame each weigh little
+    and spread over many sizes, so a few particles outweigh many specks;
+    touching pairs and merged clusters are larger, so where they are as
+    common as single particles, the singles' peak still wins. Pairs,
+    clusters, fragments and specks are out; so are objects no more
+    significant than ``floor`` (:func:`_speck_floor`; at most half the
+    significance of the objects above it that hold half their total),
+    unless none is.
     """
     ids = np.flatnonzero(area[1:]) + 1
-    if not len(ids):
-        return ids
-    sizes = np.sort(area[ids])
-    by_pixel = sizes[np.searchsorted(np.cumsum(sizes), sizes.sum() / 2)]
-    logs = np.log(sizes[sizes >= by_pixel / 4].astype(float))
-    grid = np.linspace(logs.min(), logs.max(), 200)
-    typical = np.exp(grid[np.argmax(np.exp(-0.5 * ((grid[:, None] - logs[None]) / 0.1) ** 2).sum(axis=1))])
+    above = significance[ids] > floor
+    if above.any():
+        # Dark rims as decoys can set the floor near the particles themselves: at most half the
+        # significance of the objects that hold half the total (so specks just above it do not count).
+        ranked = np.sort(significance[ids][above])[::-1]
+        floor = min(floor, 0.5 * float(ranked[np.searchsorted(np.cumsum(ranked), ranked.sum() / 2)]))
+        ids = ids[significance[ids] > floor]
+    weight = np.clip(significance[ids], 0, None)
+    if not len(ids) or not weight.sum() > 0:
+        return ids[:0]
+    logs = np.log(area[ids].astype(float))
+    grid = np.linspace(logs.min() - 0.3, logs.max() + 0.3, 300)
+    density = (weight * np.exp(-0.5 * ((grid[:, None] - logs[None]) / 0.1) ** 2)).sum(axis=1)
+    peaks = np.flatnonzero((density >= np.roll(density, 1)) & (density >= np.roll(density, -1))
+                           & (density >= 0.5 * density.max()))
+    typical = np.exp(grid[peaks[0]])
     return ids[(area[ids] >= (1 - spread) * typical) & (area[ids] <= (1 + spread) * typical)]
 
 
-def _heights(image, labels, noise):
+def _heights(image, labels, noise, floor=0.0):
     """The objects' profiles (:func:`_profiles`), and the typical level and peak height over the background.
 
     Level: the median over isolated objects (:func:`_isolated_labels`: a
-    merged pair's core holds the gap between them) of their cores' mean raw
-    value. Peak: the level plus the rise from a core's middle to its brighter
+    merged pair's core holds the gap between them; ``floor``: the speck
+    limit) of their cores' mean raw value. Peak: the level plus the rise from a core's middle to its brighter
     end (the slope's root mean square over the objects, its noise variance
     taken off, times the median half extent of the cores): a particle
     brighter at one end (the simulated rods' head) peaks above its mean, a
@@ -640,7 +680,7 @@ def _heights(image, labels, noise):
     if labels.max() == 0:
         return None, math.nan, math.nan
     p = _profiles(image, labels, noise)
-    ids = _isolated_labels(p.area)
+    ids = _isolated_labels(p.area, _significance(image, labels, noise), floor)
     if not len(ids):
         return p, math.nan, math.nan
     level = float(np.median(p.a[ids]))
@@ -656,7 +696,8 @@ class _Objects:
     level: float        # typical core height (threshold = level / 2)
     peak: float         # typical peak height
     noise: float        # white-noise sd on the background, away from the objects
-    mask: np.ndarray    # every object above a quarter of the height (border ones too), a little widened
+    mask: np.ndarray    # every object of the hysteresis (border ones too), widened by 2 px
+    specks: float       # significance the noise's own specks reach (_speck_floor)
 
 
 def _half_height_objects(image, smooth, min_area, raw=None, rounds=2) -> _Objects:
@@ -664,11 +705,15 @@ def _half_height_objects(image, smooth, min_area, raw=None, rounds=2) -> _Object
 
     A first threshold (Otsu, at least 3 noise sd of the smoothed image) finds
     the particles and their height (:func:`_heights`). Objects are then the
-    connected regions of the smoothed image above a quarter of the height
-    that reach half of it (hysteresis, so noise does not cut a particle in
+    connected regions of the smoothed image above 0.3 of the height that
+    reach half of it (hysteresis, so noise does not cut a thin particle in
     pieces). The height is measured again on these objects (a first
-    threshold high in the noise favours noise peaks), ``rounds`` times. Each
-    object keeps its pixels above half height, where a blurred or ramped
+    threshold high in the noise favours noise peaks), ``rounds`` times,
+    unless it falls by more than 30 % (particles bridged into clusters
+    through the noise: the last objects are kept). Noise specks are told
+    from particles by how significant the same thresholds' objects get in
+    the flipped frame (:func:`_speck_floor`). Each object keeps its pixels
+    above half height, where a blurred or ramped
     edge lies, so areas are biased neither by the particles' contrast nor by
     the blur; this last cut smooths only as much as the noise needs
     (smoothed noise at most a tenth of the height), since blur rounds off
@@ -683,25 +728,35 @@ def _half_height_objects(image, smooth, min_area, raw=None, rounds=2) -> _Object
     noise = noise_sd(raw)
     # White noise of sd s has sd s / (2 sqrt(pi) sigma) after a Gaussian of sd sigma.
     floor = 3 * noise / (2 * math.sqrt(math.pi) * smooth if smooth > 0 else 1.0)
-    whole = _clean(smoothed > max(threshold_otsu(smoothed), floor), min_area)
+    first = max(threshold_otsu(smoothed), floor)
+    hysteresis = smoothed > first
+    whole = _clean(hysteresis, min_area)
+    specks = _speck_floor(image, smoothed, noise, first, first, min_area)
+    _, level, _ = _heights(image, whole, noise, specks)
+    if not level > 0:
+        return _Objects(np.zeros(image.shape, int), math.nan, math.nan, noise, np.zeros(image.shape, bool), 0.0)
     for _ in range(rounds):
-        _, level, peak = _heights(image, whole, noise)
-        if not level > 0:
-            return _Objects(np.zeros(image.shape, int), math.nan, math.nan, noise, np.zeros(image.shape, bool))
         half = level / 2
         # Cores come from the filled hysteresis objects: holes the noise makes at half height would
         # steer them toward pixels with positive noise.
-        hysteresis = ndimage.binary_fill_holes(apply_hysteresis_threshold(smoothed, half / 2, half))
-        whole = _drop_small(_clean(hysteresis, 1), min_area)
+        grown = ndimage.binary_fill_holes(apply_hysteresis_threshold(smoothed, 0.6 * half, half))
+        objects = _drop_small(_clean(grown, 1), min_area)
+        floor_now = _speck_floor(image, smoothed, noise, 0.6 * half, half, min_area)
+        _, again, _ = _heights(image, objects, noise, floor_now)
+        if not again >= 0.7 * level:  # particles bridged through the noise into clusters: keep the last
+            break
+        hysteresis, whole, level, specks = grown, objects, again, floor_now
     widened = ndimage.binary_dilation(hysteresis, iterations=2)
     background = ~widened
     if background.mean() > 0.25:  # particle edges would add to the noise
         noise = noise_sd(raw, background)
-    profiles, level, peak = _heights(image, whole, noise)
+    profiles, level, peak = _heights(image, whole, noise, specks)
     fine = min(smooth, noise / (2 * math.sqrt(math.pi) * 0.1 * level))
     final = ndimage.gaussian_filter(image, fine) if fine > 0.3 else image
-    obj = whole > 0
-    lab = whole[obj]
+    # The cut may lie below the hysteresis' low threshold (half-way to a dark rim): look 2 px beyond it.
+    reach = expand_labels(whole, 2)
+    obj = reach > 0
+    lab = reach[obj]
     rows, cols = (i[obj] for i in np.indices(whole.shape))
     local = profiles.a[lab] + profiles.b[lab] * profiles.along(lab, rows, cols)
     local = np.clip(local, 0.5 * profiles.a[lab], 1.5 * profiles.a[lab])  # not far beyond the core's range
@@ -709,7 +764,7 @@ def _half_height_objects(image, smooth, min_area, raw=None, rounds=2) -> _Object
     labels = np.zeros_like(whole)
     labels[obj] = np.where(final[obj] > rim + (local - rim) / 2, lab, 0)
     labels = _drop_small(labels, min_area)
-    return _Objects(labels, level, peak, noise, widened)
+    return _Objects(labels, level, peak, noise, widened, specks)
 
 
 def _dark_rim(image, labels, inner=1, outer=3):
@@ -838,24 +893,36 @@ def estimate_sizes(frames, contrast: str, shape: str, *, n_frames: int = 5, smoo
                    min_area: int | None = None, block: int | None = None) -> dict:
     """A classical first pass at the particles' size, from a few frames.
 
-    Method, per frame: the smooth background is removed
-    (:func:`flatten_background`), dark particles are turned bright, the frame
-    is smoothed (Gaussian, sd ``smooth`` px) and thresholded at half the
-    particle height (a first Otsu threshold, at least 5 noise sd, finds the
-    particles and their height: the mean of the top quarter of each object,
-    median over objects). Half height is where a blurred or ramped edge lies,
-    so areas are not biased by contrast or blur. Objects touching the border
-    or under ``min_area`` px are dropped; of the rest, the *isolated* ones
-    (area within 0.5-1.5 times the median: touching pairs and fragments out)
-    are measured:
+    Method, per frame (:func:`_survey_frame`, :func:`_half_height_objects`):
+
+    1. The smooth background is removed (:func:`flatten_background`) and
+       dark particles are turned bright.
+    2. On the frame smoothed by a Gaussian of sd ``smooth`` px, a first
+       threshold (Otsu, at least 3 noise sd) finds the particles; their
+       height is the median over the isolated ones of the mean raw value of
+       their core (the pixels deepest inside, chosen by shape, so the noise
+       does not bias it). Objects are then the regions above 0.3 of that
+       height reaching half of it (hysteresis), twice over; the background
+       is taken again with them left out, and the objects found again.
+    3. Each object keeps its pixels above half of its own height, fitted
+       along its axis (a particle brighter at one end is cut at half its
+       local height), or half-way down to a dark rim around it (a
+       phase-contrast halo). Half height is where a blurred or ramped edge
+       lies, so areas are biased neither by the contrast nor by the blur.
+    4. Objects touching the border or under ``min_area`` px are dropped.
+       The *isolated* ones are measured: clear of the noise and within 0.5 to
+       1.5 times the most common area (touching pairs, merged clusters,
+       fragments and noise specks out; :func:`_isolated_labels`).
 
     * ``rod``, ``cell``: each object's area and variance along its major axis
       (pixel centres + 1/12) give the capsule of the same area and moment
       (:func:`capsule_from_moments`); the medians are ``length`` and
       ``width``, ``length_sd`` is the robust (MAD) spread of the lengths;
     * ``disc``: ``diameter`` of the disc of the median area;
-    * ``atom``: ``spacing``, the median distance between local maxima of the
-      smoothed frame above the threshold and their first-shell neighbours.
+    * ``atom``: ``spacing``, the median distance between the local maxima
+      (sub-pixel) of the smoothed frame above half height and their
+      first-shell neighbours (all within 1.25 times the typical nearest
+      distance, so jitter does not bias it low).
 
     Parameters
     ----------
@@ -881,8 +948,9 @@ def estimate_sizes(frames, contrast: str, shape: str, *, n_frames: int = 5, smoo
         The sizes in px (``length``, ``width``, ``length_sd`` / ``diameter``
         / ``spacing``; NaN when nothing was measured), ``n_objects`` (objects
         found, or local maxima for atoms), ``n_used`` (isolated objects
-        measured, or maxima with a neighbour), ``height`` (particle height
-        over the background, in frame units), ``frames`` (frames looked at).
+        measured, or maxima with a neighbour), ``height`` (the particles' peak
+        height over the background, in frame units), ``frames`` (frames
+        looked at).
 
     Examples
     --------
@@ -909,7 +977,8 @@ def estimate_sizes(frames, contrast: str, shape: str, *, n_frames: int = 5, smoo
             continue
         regions = regionprops(labels)
         found += len(regions)
-        isolated = set(_isolated_labels(np.bincount(labels.ravel())).tolist())
+        significance = _significance(image, labels, found_here.noise)
+        isolated = set(_isolated_labels(np.bincount(labels.ravel()), significance, found_here.specks).tolist())
         keep = [r for r in regions if r.label in isolated]
         used += len(keep)
         for r in keep:
@@ -937,13 +1006,16 @@ def estimate_noise(frames, contrast: str = "bright", shape: str | None = None, *
                    smooth: float | None = None, min_area: int | None = None, block: int | None = None) -> float:
     """Noise sd relative to the particle height: the unit of the simulators' ``noise``.
 
-    The noise sd of each flattened frame is :func:`noise_sd` (the robust sd
-    of the Haar diagonal detail: white noise only; scan-line offsets,
-    illumination and the particles' smooth bodies do not count), the height
-    that of :func:`estimate_sizes` (mean of the top quarter of each object
-    above half height, median over objects); the result is the median over
-    frames of their ratio. For :func:`rotdyn.simulate.simulate_rods` this
-    is its ``noise``.
+    The noise sd of each frame is :func:`noise_sd` (the robust sd of the
+    Haar diagonal detail: white noise only; scan-line offsets, illumination
+    and the particles' smooth bodies do not count) on the background at
+    least 2 px from the particles; the height is the particles' peak height
+    over the background (the ``height`` of :func:`estimate_sizes`: the mean
+    of their cores plus the rise to their brighter end). The result is the
+    median over frames of their ratio. The simulators' ``noise`` is relative
+    to a particle height of 1: for flat rods this reads it within about 5 %,
+    for :func:`rotdyn.simulate.simulate_rods`' default rods (0.7 at the
+    tail, a knob of 1 at the head) about 10 to 25 % high.
 
     Parameters
     ----------
