@@ -117,9 +117,14 @@ def labels_folder(wildcards):
 
 
 def train_params(wildcards):
-    """Training settings without the ensemble size: adding members keeps the others."""
+    """A member's training settings without the ensemble size: adding members keeps the others."""
     train = KIND_SETTINGS[wildcards.kind]["train"]
     return {key: value for key, value in train.items() if key not in ("members", "gpu", "threads")}
+
+
+def baseline_params(wildcards):
+    """The baseline's training settings: not the members' (their number, their fine-tuning epochs)."""
+    return {key: value for key, value in train_params(wildcards).items() if key != "member_epochs"}
 
 
 def member_paths(kind):

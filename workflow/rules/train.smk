@@ -9,7 +9,7 @@ rule train_baseline:
         model="results/ensemble/{kind}/baseline.pt",
         history="results/ensemble/{kind}/baseline_history.csv",
     params:
-        train=train_params,
+        train=baseline_params,
         code=stage_code("train_baseline"),
     log:
         "results/logs/ensemble/{kind}/baseline.log",
