@@ -18,7 +18,7 @@ import xarray as xr
 from .formats import read_movie
 from .preprocess import invert, preprocess
 from .store import provenance, write_netcdf
-from .survey import SHAPES, detect_contrast, particle_template, shape_name
+from .survey import SHAPES, detect_contrast, measure, particle_template, shape_name
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,11 @@ def decide_contrast(frames: np.ndarray, settings: dict, modality: str = "") -> t
     particle = dict(settings["particle"])
     shape = shape_name(particle.pop("simulator"))
     template = particle_template(shape, **{key: particle[key] for key in SHAPES[shape]})
-    decision = detect_contrast(frames, template, modality=modality)
+    try:
+        decision = detect_contrast(frames, template, modality=modality)
+    except ValueError as exc:  # blank or constant frames: nothing to decide from
+        log.warning("contrast: auto could not decide (%s); taking bright", exc)
+        return "bright", f"auto: undecided ({exc}); bright"
     return decision.contrast, f"auto: {decision.reason}"
 
 
@@ -127,6 +131,9 @@ def load_movie(path: str | os.PathLike, settings: dict) -> "xr.Dataset":
     log.info("%s: particles %s (%s)", path, contrast, reason)
     if contrast == "dark":  # the ensembles are trained on bright particles
         frames = invert(frames, settings["normalize"])
+    measured = measure(frames, **settings["measure"]) if settings.get("measure") else {}
+    if measured:
+        log.info("%s: measured %s", path, ", ".join(f"{k} {v:.3g}" for k, v in measured.items()))
     pixel = settings.get("pixel_size_nm") or movie.pixel_size_nm
     interval = settings.get("frame_interval_s") or movie.frame_interval_s
     numbers = np.arange(len(frames)) + settings["first_frame"]
@@ -155,6 +162,7 @@ def load_movie(path: str | os.PathLike, settings: dict) -> "xr.Dataset":
         frame_interval_s=float(interval) if interval else None,
         flatten=int(bool(flatten)), normalize=settings["normalize"],
         contrast=contrast, contrast_setting=settings.get("contrast", "bright"), contrast_reason=reason,
+        **{f"measured_{key}": value for key, value in measured.items()},
         drift_correction=int(settings["drift_correction"]), drift_reference=settings["drift_reference"],
         first_frame=settings["first_frame"], last_frame=settings["last_frame"],
         channel=settings.get("channel") or movie.metadata.get("channel"),

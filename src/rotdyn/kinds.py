@@ -25,6 +25,9 @@ CALIBRATION_KEYS = ("pixel_size_nm", "frame_interval_s")
 # The shape of each simulator's particle, and the size keys that describe it (for the contrast template).
 SHAPES = {"rods": "rod", "cells": "cell", "spheres": "disc", "atoms": "atom"}
 SIZE_KEYS = ("length", "width", "diameter", "spacing", "atom_sigma")
+# Simulator keys a kind may leave unset to have them measured on its first movie (rotdyn.survey).
+MEASURED = {"rods": ("length", "width", "noise"), "cells": ("length", "length_sd", "width", "noise"),
+            "spheres": ("diameter", "noise"), "atoms": ("spacing",)}
 POOLED = "_pooled"  # the model name of an rVAE pooled over a kind's movies (movie names start with a letter or digit)
 
 
@@ -156,6 +159,23 @@ def particle_size(settings: dict, resolve: Callable[[str, dict], dict] | None = 
     if resolve is not None:
         sim = resolve(simulator, sim)
     return {"simulator": simulator, **{key: sim[key] for key in SIZE_KEYS if key in sim}}
+
+
+def unset_sizes(settings: dict) -> list[str]:
+    """The size and noise keys a kind's training simulation leaves unset: they are measured on the movie.
+
+    Examples
+    --------
+    >>> unset_sizes({"name": "cells", "training_set": {"source": "simulate", "simulate": {"kind": "cells", "width": 6}}})
+    ['length', 'length_sd', 'noise']
+    >>> unset_sizes({"name": "x", "training_set": {"source": "labels", "simulate": {"kind": "cells"}}})
+    []
+    """
+    if settings["training_set"].get("source") == "labels":
+        return []
+    sim = simulation(settings)
+    simulator = sim.get("kind", settings.get("name"))
+    return [key for key in MEASURED.get(simulator, ()) if key not in sim]
 
 
 def _drawn_bright(simulator: str, sim: dict) -> bool:

@@ -21,6 +21,7 @@ skip frames without finite pixels, and treat non-finite pixels as background.
 """
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 
@@ -33,6 +34,8 @@ from skimage.feature import peak_local_max
 from skimage.filters import apply_hysteresis_threshold, threshold_otsu
 from skimage.measure import label, regionprops
 from skimage.segmentation import clear_border, expand_labels
+
+log = logging.getLogger(__name__)
 
 # Particle shapes, their size parameters, and the kind names (rotdyn.simulate) that mean them.
 SHAPES = {"rod": ("length", "width"), "cell": ("length", "width"), "disc": ("diameter",), "atom": ("spacing",)}
@@ -1047,3 +1050,35 @@ def estimate_noise(frames, contrast: str = "bright", shape: str | None = None, *
         if found.peak > 0:
             ratios.append(math.sqrt(max(found.noise ** 2 - dither, 0.0)) / found.peak)
     return float(np.median(ratios)) if ratios else math.nan
+
+
+def measure(frames, simulator: str, keys) -> dict:
+    """The sizes and noise ``keys`` of a simulator's particle, measured on frames with bright particles.
+
+    ``keys`` are simulator parameters (``length``, ``length_sd``, ``width``,
+    ``diameter``, ``spacing``, ``noise``) in the simulator's units: px, and
+    noise relative to the particle height (:func:`estimate_sizes`,
+    :func:`estimate_noise`). A key that could not be measured (no isolated
+    particle, or no usable frame) is left out, with a warning.
+
+    Examples
+    --------
+    >>> from rotdyn.simulate import simulate_rods
+    >>> frames = simulate_rods(size=96, frames=2, count=10, length=20, width=6, seed=0).frames
+    >>> m = measure(frames, "rods", ["length", "width"])
+    >>> round(m["length"]), round(m["width"])
+    (20, 6)
+    """
+    keys, found = list(keys), {}
+    try:
+        if any(key != "noise" for key in keys):
+            found.update(estimate_sizes(frames, "bright", simulator))
+        if "noise" in keys:
+            found["noise"] = estimate_noise(frames, "bright", simulator)
+    except ValueError as exc:  # no usable frame
+        log.warning("cannot measure the particles: %s", exc)
+    out = {key: float(found[key]) for key in keys if key in found and np.isfinite(found[key])}
+    if missing := [key for key in keys if key not in out]:
+        log.warning("could not measure %s of the %s (no isolated particle found); the simulator's defaults "
+                    "stand in for them", ", ".join(missing), simulator)
+    return out

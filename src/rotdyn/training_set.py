@@ -48,8 +48,8 @@ from .formats import MovieReadError, natural_key, read_image, read_mask
 from .kinds import CALIBRATION_KEYS
 from .preprocess import NORMALIZE_METHODS, preprocess
 from .simulate import simulate
-from .store import attr_value, provenance
-from .store import write_netcdf
+from .store import attr_value, provenance, write_netcdf
+from .survey import measure
 
 log = logging.getLogger(__name__)
 
@@ -604,6 +604,8 @@ def training_set(config: dict, labels_root: str | Path = "resources/training") -
         kind = sim.pop("kind", "rods")
         ds = from_simulation(kind, separate_touching=config.get("separate_touching", True), **common, **sim)
     ds.attrs.update(set=name, source=source)
+    if source == "simulate" and config.get("measured"):
+        ds.attrs.update({f"measured_{k}" if k != "from" else "measured_from": v for k, v in config["measured"].items()})
     return ds
 
 
@@ -636,12 +638,70 @@ def load_training_set(path) -> dict:
         }
 
 
+def with_measured_sizes(settings: dict, keys: list, movie_path=None) -> dict:
+    """``settings`` with the simulation's unset ``keys`` taken from a movie's measured sizes.
+
+    The ingest stage measures them (:func:`rotdyn.survey.measure`) into the
+    movie's attrs ``measured_<key>``; keys it could not measure keep the
+    simulator's defaults. The measurement's own bias (a phase-contrast halo
+    and the blur narrow a cell at half height, for instance) is removed
+    through the simulator (:func:`calibrate`). Each value used is logged and
+    recorded in the training set's attrs as ``measured_<key>`` with
+    ``measured_from``.
+    """
+    if not keys or not movie_path:
+        return settings
+    with xr.open_dataset(movie_path) as movie:
+        attrs = dict(movie.attrs)
+    sim = dict(settings.get("simulate") or {})
+    measured = {key: float(attrs[f"measured_{key}"]) for key in keys if f"measured_{key}" in attrs}
+    sizes = calibrate(sim, measured)
+    sim.update(sizes)
+    log.info("simulated training particles as measured on %s: %s", movie_path,
+             ", ".join(f"{k} {v:.3g} (read {measured[k]:.3g})" for k, v in sizes.items())
+             or "nothing measured, simulator defaults")
+    return {**settings, "simulate": sim, "measured": {**sizes, "from": str(movie_path)}}
+
+
+def calibrate(sim: dict, measured: dict, frames: int = 3) -> dict:
+    """Measured sizes corrected for the measurement's bias, by measuring the simulator's particles the same way.
+
+    A short movie is simulated with the measured values (and the kind's own
+    optics, halo, noise), measured again, and each size corrected by the
+    difference (noise by the ratio): one step of a fixed-point iteration that
+    makes the simulation *read* like the movie. ``length_sd`` is kept as read.
+
+    Examples
+    --------
+    >>> sizes = calibrate({"kind": "rods", "size": 96, "count": 10, "seed": 0}, {"length": 20.0, "width": 6.0})
+    >>> abs(sizes["length"] - 20) < 1.5, abs(sizes["width"] - 6) < 1
+    (True, True)
+    """
+    keys = [key for key in measured if key != "length_sd"]
+    if not keys:
+        return dict(measured)
+    params = {k: v for k, v in sim.items() if k not in CALIBRATION_KEYS}
+    kind = params.pop("kind", "rods")
+    params.update(measured, frames=frames, seed=int(params.get("seed", 0)) + 7919)  # not a training seed
+    probe = preprocess(simulate(kind, **params).frames, normalize_method="percentile")[0]
+    read = measure(probe, kind, keys)
+    out = dict(measured)
+    for key in keys:
+        if key not in read or read[key] <= 0:
+            continue
+        value = measured[key] * measured[key] / read[key] if key == "noise" else 2 * measured[key] - read[key]
+        out[key] = float(min(max(value, 0.5 * measured[key]), 2 * measured[key]))  # one bounded step
+    return out
+
+
 def run(job) -> None:
     """Entry of rule ``training_set``: labelled or simulated frames -> ``results/training/<kind>.nc``.
 
     ``job.params.settings`` is the particle kind's ``training_set`` settings
     (:func:`rotdyn.kinds.kind_settings`; ``set`` is the kind's name),
-    ``job.params.labels_root`` the folder of labelled sets.
+    ``job.params.labels_root`` the folder of labelled sets, ``job.params.measure``
+    the simulator keys the kind leaves unset, taken from the sizes measured on
+    ``job.input.movie`` (:func:`with_measured_sizes`).
 
 
     Examples
@@ -656,7 +716,11 @@ def run(job) -> None:
     ...     ds.sizes["sample"], ds.attrs["source"], int(ds.attrs["sim_frames"])
     (2, 'simulate', 2)
     """
-    ds = training_set(dict(job.params.settings), labels_root=job.params.labels_root)
+    keys = list(getattr(job.params, "measure", None) or [])
+    movie = getattr(job.input, "movie", None) if keys else None
+    movie = movie[0] if isinstance(movie, list) and movie else movie  # Snakemake gives a list for a function's
+    settings = with_measured_sizes(dict(job.params.settings), keys, movie or None)
+    ds = training_set(settings, labels_root=job.params.labels_root)
     log.info("training set %s: %d tiles, classes %s (%s)", job.wildcards.kind,
              ds.sizes["sample"], ds.attrs["class_names"], ds.attrs["origin"])
     write_netcdf(ds, job.output[0])

@@ -14,7 +14,7 @@ from snakemake.utils import validate
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from rotdyn.kinds import (POOLED, check_kinds, kind_names, kind_settings, movie_contrast, movie_kind,
-                          particle_size)
+                          particle_size, simulation, unset_sizes)
 from rotdyn.locks import recover_stale_lock, record_owner
 from rotdyn.movies import MOVIE_NAME, discover, movie_settings, read_sample_sheet
 from rotdyn.settings import canonical, rvae_fit_settings, upgrade_config
@@ -102,7 +102,28 @@ def settings_for(wildcards):
     settings["contrast"] = movie_contrast(config, kind, row)
     if settings["contrast"] == "auto":  # decided from the movie with the kind's particle as template
         settings["particle"] = particle_size(KIND_SETTINGS[kind], check_params)
+    if (keys := measured_keys(kind)):  # sizes the kind leaves unset: measured on its movies
+        settings["measure"] = {"simulator": simulation(KIND_SETTINGS[kind]).get("kind", kind), "keys": keys}
     return canonical(settings)  # sheet columns sorted too
+
+
+def _labels(kind):
+    settings = KIND_SETTINGS[kind]["training_set"]
+    return Path(settings.get("labels") or Path(config["training_root"]) / kind)
+
+
+def measured_keys(kind):
+    """Simulator keys the kind leaves unset, measured on its first movie; none when it trains on labels."""
+    settings = KIND_SETTINGS[kind]
+    if settings["training_set"]["source"] == "auto" and _labels(kind).is_dir() and any(_labels(kind).iterdir()):
+        return []
+    return unset_sizes(settings)
+
+
+def reference_movie(wildcards):
+    """The kind's first movie (by name), whose measured sizes fill the training simulation's unset keys."""
+    movies = sorted(name for name, kind in KIND.items() if kind == wildcards.kind)
+    return [f"results/{movies[0]}/movie.nc"] if measured_keys(wildcards.kind) and movies else []
 
 
 def training_set_params(wildcards):
@@ -111,9 +132,8 @@ def training_set_params(wildcards):
 
 def labels_folder(wildcards):
     """The kind's labelled folder, when there is one, so new labels retrain its ensemble."""
-    settings = KIND_SETTINGS[wildcards.kind]["training_set"]
-    folder = Path(settings.get("labels") or Path(config["training_root"]) / wildcards.kind)
-    return [str(folder)] if folder.is_dir() and settings["source"] != "simulate" else []
+    folder = _labels(wildcards.kind)
+    return [str(folder)] if folder.is_dir() and KIND_SETTINGS[wildcards.kind]["training_set"]["source"] != "simulate" else []
 
 
 def train_params(wildcards):

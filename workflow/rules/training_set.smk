@@ -1,11 +1,13 @@
 rule training_set:
     """A particle kind's labelled frames (resources/training/<kind>/), or simulated ones matched to the particles."""
     input:
-        labels_folder,
+        labels=labels_folder,
+        movie=reference_movie,
     output:
         "results/training/{kind}.nc",
     params:
         settings=training_set_params,
+        measure=lambda wildcards: measured_keys(wildcards.kind),
         labels_root=config["training_root"],
         code=stage_code("training_set"),
     log:
