@@ -155,7 +155,7 @@ def test_good_run_trips_nothing(good_run, kind, caplog):
     truth_share = (sim.labels > 0).mean()  # 12 rods of ~10 x 4 px in 96 x 96 px: ~0.05
     assert abs(c["coverage"]["value"] - truth_share) < 0.3 * truth_share
     assert 0.7 < c["size"]["value"] < 1.4 and c["angle"]["value"] > 0.9
-    assert c["reconstruction"]["value"] < 0.6
+    assert c["reconstruction"]["value"] < 0.7  # measured 0.47-0.51
     with xr.open_dataset(folder / "latents.nc") as lat:
         assert np.isfinite(lat["reconstruction_error"].values).all()
 

@@ -11,6 +11,7 @@ import textwrap
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 import xarray as xr
 
 from ..qc import instance_sizes, read_particles
@@ -29,6 +30,8 @@ def _counts_panel(ax, report: dict) -> None:
             ax.scatter(frames[marked], counts[marked], color=color, marker=marker, zorder=3,
                        label=name.replace("_", " "))
     ax.set(xlabel="frame", ylabel="particles", title="particles per frame")
+    ax.set_ylim(bottom=0)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(fontsize=8)
 
 
@@ -42,10 +45,15 @@ def _size_panel(ax, movie_area: np.ndarray, training_area: np.ndarray) -> None:
     bins = np.geomspace(max(values.min(), 1), values.max() + 1, 30)
     for area, label, color in ((movie_area, "movie", "C0"), (training_area, "training", "C1")):
         if len(area):
-            ax.hist(area, bins=bins, density=True, histtype="step", lw=1.5, color=color,
-                    label=f"{label} (median {np.median(area):.0f} px, n = {len(area)})")
+            ax.hist(area, bins=bins, weights=np.full(len(area), 1 / len(area)), histtype="step", lw=1.5,
+                    color=color, label=f"{label} (median {np.median(area):.0f} px, n = {len(area)})")
     ax.set_xscale("log")
-    ax.set(xlabel="particle area (px)", ylabel="density", title="size: movie vs training particles")
+    plain_number = FuncFormatter(lambda v, _: f"{v:g}")
+    ax.xaxis.set_major_formatter(plain_number)
+    if bins[-1] < 10 * bins[0]:  # within a decade the major ticks are too few: label the minor ones
+        ax.xaxis.set_minor_formatter(plain_number)
+        ax.tick_params(axis="x", which="minor", labelsize=7)
+    ax.set(xlabel="particle area (px)", ylabel="share of particles", title="size: movie vs training particles")
     ax.legend(fontsize=8)
 
 
@@ -59,11 +67,11 @@ def _checks_panel(ax, report: dict) -> None:
         ok = check["ok"]
         line = f"{'ok  ' if ok else 'FAIL'}  {check['name']}: {shown} (threshold {check['threshold']})"
         detail = check.get("message") or check.get("note") or ""
-        text = line + ("\n" + textwrap.fill(detail, 95, initial_indent="      ", subsequent_indent="      ")
+        text = line + ("\n" + textwrap.fill(detail, 120, initial_indent="      ", subsequent_indent="      ")
                        if detail else "")
-        ax.text(0, y, text, va="top", family="monospace", fontsize=7, color=PASSED if ok else TRIPPED,
+        ax.text(0, y, text, va="top", family="monospace", fontsize=8, color=PASSED if ok else TRIPPED,
                 transform=ax.transAxes)
-        y -= 0.045 * (1 + text.count("\n"))
+        y -= 0.04 * (1 + text.count("\n")) + 0.015
 
 
 def qc_figure(report: dict, movie_area=(), training_area=()):
@@ -108,16 +116,15 @@ def qc_figure(report: dict, movie_area=(), training_area=()):
 def run(job) -> None:
     """Entry of rule ``qc_figure``: ``job.input.qc`` (qc.json), ``particles``, ``training`` -> ``job.output[0]`` (PNG).
 
-    Particles touching the frame edge are left out of the movie's sizes, and
-    training particles cut by the tile border or below ``locate.min_area``
-    (``job.params.locate``, when given) out of the training sizes, as the
-    ``size`` check does.
+    The movie's sizes are of all its particles, those touching the frame edge
+    too (the ``size`` check leaves them out): an inverted contrast shows as
+    one blob the size of the frame. Training particles cut by the tile
+    border or below ``locate.min_area`` (``job.params.locate``, when given)
+    are left out, as the check does.
     """
     with open(job.input.qc) as f:
         report = json.load(f)
     particles = read_particles(job.input.particles)
-    if "touches_edge" in particles:
-        particles = particles[particles["touches_edge"] == 0]
     min_area = int(dict(getattr(job.params, "locate", {}) or {}).get("min_area", 1))
     with xr.open_dataset(job.input.training) as training:
         train = instance_sizes(training["masks"].values, min_area=min_area)
