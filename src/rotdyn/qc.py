@@ -61,12 +61,17 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 import xarray as xr
 from scipy import ndimage
 from skimage.measure import regionprops_table
 
 from .contracts import RECONSTRUCTION_ERROR
+from .networks import num_threads
+from .segment import ensemble_proba, load_ensemble
 from .store import atomic_path, plain
+from .train import split_indices
+from .training_set import load_training_set
 
 log = logging.getLogger(__name__)
 
@@ -651,7 +656,7 @@ def check_angle(angle, orientation, eccentricity, *, limit: float = THRESHOLDS["
 
 
 # ------------------------------------------------------------------ the stage
-def per_frame(movie_path, probability_path, threshold: float) -> tuple[pd.DataFrame, np.ndarray]:
+def _per_frame(movie_path, probability_path, threshold: float) -> tuple[pd.DataFrame, np.ndarray]:
     """What the frame checks need, one frame at a time (a movie never sits in memory whole).
 
     Returns
@@ -686,15 +691,44 @@ def training_variance(training_path, members: list, train: dict, threshold: floa
 
     The held-out split is the ensemble's own (:func:`rotdyn.train.split_indices`
     with ``train["val_fraction"]`` and ``train["seed"]``), so no member trained
-    on these frames. NaN for fewer than two members.
+    on these frames.
+
+    Parameters
+    ----------
+    training_path : path
+        The kind's training set (:mod:`rotdyn.training_set`).
+    members : list of path
+        The ensemble's weights.
+    train : dict
+        The kind's ``train`` settings (``val_fraction``, ``seed``).
+    threshold : float
+        ``locate.threshold``: particle pixels are above it.
+    batch_size, threads : int
+        Frames per pass; CPU threads (None: unchanged).
+
+    Returns
+    -------
+    float
+        NaN for fewer than two members or no particle pixels.
+
+    Examples
+    --------
+    Two members that are one network agree everywhere:
+
+    >>> import os, tempfile
+    >>> from rotdyn.networks import build_network, save_model
+    >>> from rotdyn.store import write_netcdf
+    >>> from rotdyn.training_set import from_simulation
+    >>> folder = tempfile.mkdtemp()
+    >>> write_netcdf(from_simulation("rods", frames=4, size=32, tile=32, count=2), os.path.join(folder, "t.nc"))
+    >>> net = build_network("dilnet", 2, width=4).eval()
+    >>> with torch.no_grad():
+    ...     _ = net.head.bias.fill_(5.0)  # every pixel a particle
+    >>> save_model(net, os.path.join(folder, "m.pt"), {"class_names": ["background", "rod"]})
+    >>> training_variance(os.path.join(folder, "t.nc"), [os.path.join(folder, "m.pt")] * 2,
+    ...                   {"val_fraction": 0.25, "seed": 0}, 0.5)
+    0.0
     """
-    import torch
-
-    from .networks import num_threads
-    from .segment import ensemble_proba, load_ensemble
-    from .train import split_indices
-    from .training_set import load_training_set
-
     if len(members) < 2:
         return np.nan
     data = load_training_set(training_path)
@@ -711,7 +745,28 @@ def training_variance(training_path, members: list, train: dict, threshold: floa
 
 
 def read_particles(path) -> pd.DataFrame:
-    """``particles.nc`` as a table indexed by its ``particle`` coordinate (what ``particle_index`` points to)."""
+    """``particles.nc`` as a table indexed by its ``particle`` coordinate (what ``particle_index`` points to).
+
+    Parameters
+    ----------
+    path : path
+        A ``particles.nc`` (:mod:`rotdyn.locate`).
+
+    Returns
+    -------
+    DataFrame
+        Its one-dimensional variables as columns (at least ``frame``).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from rotdyn.store import write_netcdf
+    >>> path = os.path.join(tempfile.mkdtemp(), "particles.nc")
+    >>> write_netcdf(xr.Dataset({"frame": ("particle", [0, 2]), "area": ("particle", [30, 41])},
+    ...                         coords={"particle": [0, 1]}), path)
+    >>> read_particles(path)["area"].to_dict()
+    {0: 30, 1: 41}
+    """
     with xr.open_dataset(path) as ds:
         index = ds["particle"].values if "particle" in ds.coords else np.arange(ds.sizes.get("particle", 0))
         columns = {name: ds[name].values for name in ds.data_vars if ds[name].dims == ("particle",)}
@@ -724,14 +779,13 @@ def _training_sizes(training_path, min_area: int) -> pd.DataFrame:
         return instance_sizes(ds["masks"].values, min_area=min_area)
 
 
-def _window_counts(patches_path, n_particles: int) -> tuple[int, int, int | None, str | None]:
-    """(dropped, particles, window size, edge) from patches.nc attrs, else from the counts."""
+def _window_counts(patches_path, n_particles: int) -> tuple[int, int, int | None]:
+    """(dropped, particles, window size) from patches.nc attrs, else from the counts (older files)."""
     with xr.open_dataset(patches_path) as patches:
         attrs, n_windows = patches.attrs, patches.sizes.get("particle", 0)
     dropped = int(attrs.get("n_dropped", max(n_particles - n_windows, 0)))
     total = int(attrs.get("n_particles", n_particles))
-    size = int(attrs["size"]) if "size" in attrs else None
-    return dropped, total, size, attrs.get("edge")
+    return dropped, total, int(attrs["size"]) if "size" in attrs else None
 
 
 def _angle_inputs(latents_path, particles: pd.DataFrame):
@@ -745,12 +799,25 @@ def _angle_inputs(latents_path, particles: pd.DataFrame):
     return angle[keep], rows["orientation"].values, rows["eccentricity"].values, errors[keep]
 
 
-def qc_report(job) -> dict:
+def _frame_checks(job, threshold: float, limits: dict):
+    """The particle-count and bad-frame checks, and the per-frame table of the frames that are not bad."""
+    table, features = _per_frame(job.input.movie, job.input.probability, threshold)
+    frames = table.index.to_numpy()
+    particles = read_particles(job.input.particles)
+    counts = particles["frame"].value_counts().reindex(frames, fill_value=0).to_numpy()
+    count_check, outliers = check_particle_counts(counts, frames, z_max=limits["count_z"])
+    frame_check, bad = check_frames(features, table["usable"], frames, limit=limits["frame_distance"],
+                                    min_frames=limits["min_frames"])
+    good = table.drop(index=bad)
+    series = {"bad_frames": bad, "count_outliers": outliers, "frames": frames, "particles_per_frame": counts}
+    return [count_check, frame_check], good[good["share"].notna()], particles, series
+
+
+def _report(job) -> dict:
     """Every check of one movie's run, as ``qc.json`` holds it (:data:`rotdyn.contracts.QC`).
 
-    Bad frames (blank, saturated, out of family) are left out of the other
-    checks: their particles would blame the ensemble or the rVAE for the
-    microscope. See :func:`run` for what ``job`` holds.
+    Bad frames are left out of the other checks: their particles would blame
+    the ensemble or the rVAE for the microscope.
     """
     p = job.params
     kind, contrast = getattr(p, "kind", None), getattr(p, "contrast", None)
@@ -759,24 +826,15 @@ def qc_report(job) -> dict:
     limits = {**THRESHOLDS, **dict(getattr(p, "qc", {}) or {})}
     members = list(job.input.members)
 
-    table, features = per_frame(job.input.movie, job.input.probability, threshold)
-    frames = table.index.to_numpy()
-    particles = read_particles(job.input.particles)
-    counts = particles["frame"].value_counts().reindex(frames, fill_value=0).to_numpy()
-    count_check, outliers = check_particle_counts(counts, frames, z_max=limits["count_z"])
-    frame_check, bad = check_frames(features, table["usable"], frames, limit=limits["frame_distance"],
-                                    min_frames=limits["min_frames"])
-    good = table.drop(index=bad)
-    good = good[good["share"].notna()]
-    movie_var = good["var_sum"].sum() / good["var_n"].sum() if good["var_n"].sum() else np.nan
-    particles = particles[~particles["frame"].isin(bad)]
+    checks, good, all_particles, series = _frame_checks(job, threshold, limits)
+    particles = all_particles[~all_particles["frame"].isin(series["bad_frames"])]
     whole = particles[particles["touches_edge"] == 0] if "touches_edge" in particles else particles
-    dropped, total, size, _ = _window_counts(job.input.patches, len(read_particles(job.input.particles)))
-    angle, orientation, eccentricity, errors = _angle_inputs(job.input.latents, particles)
+    movie_var = good["var_sum"].sum() / good["var_n"].sum() if good["var_n"].sum() else np.nan
     train_var = training_variance(job.input.training, members, dict(getattr(p, "train", {})), threshold,
                                   threads=job.threads)
-    checks = [
-        count_check, frame_check,
+    dropped, total, size = _window_counts(job.input.patches, len(all_particles))
+    angle, orientation, eccentricity, errors = _angle_inputs(job.input.latents, particles)
+    checks += [
         check_coverage(good["share"], contrast=contrast, kind=kind, limit=limits["coverage"]),
         check_size(whole, _training_sizes(job.input.training, min_area), kind=kind, limits=limits["size"],
                    min_particles=limits["min_particles"]),
@@ -792,9 +850,7 @@ def qc_report(job) -> dict:
         checks[4]["note"] = f"{len(members)} ensemble member(s): no disagreement to measure"
     movie = getattr(job.wildcards, "movie", None) or Path(job.output[0]).parent.name
     return plain({"movie": movie, "kind": kind, "checks": checks,
-                  "warnings": [c["message"] for c in checks if not c["ok"]],
-                  "bad_frames": bad, "count_outliers": outliers,
-                  "frames": frames, "particles_per_frame": counts})
+                  "warnings": [c["message"] for c in checks if not c["ok"]], **series})
 
 
 def run(job) -> None:
@@ -810,8 +866,51 @@ def run(job) -> None:
         ``locate`` (``threshold``, ``min_area``), ``kind`` (its name),
         ``contrast`` (what ingest decided) and, optionally, ``qc`` (overrides
         of :data:`THRESHOLDS`); ``output[0]``: ``qc.json``.
+
+    Examples
+    --------
+    A run of one blurred bar per frame, windows from an untrained rVAE, an
+    ensemble of two untrained networks:
+
+    >>> import os, tempfile
+    >>> from rotdyn.encode import encode_windows, latents_dataset
+    >>> from rotdyn.jobs import job
+    >>> from rotdyn.locate import locate
+    >>> from rotdyn.networks import build_network, save_model
+    >>> from rotdyn.patches import extract_patches, from_frames
+    >>> from rotdyn.rvae import RVAE
+    >>> from rotdyn.store import write_netcdf
+    >>> from rotdyn.training_set import from_simulation
+    >>> f = {n: os.path.join(tempfile.mkdtemp(), n) for n in ("movie.nc", "probability.nc", "particles.nc",
+    ...                                                   "patches.nc", "latents.nc", "training.nc", "qc.json")}
+    >>> bars = np.zeros((6, 1, 32, 32), np.float32)
+    >>> bars[:, 0, 14:18, 8:24] = 1.0
+    >>> frames = bars[:, 0] + np.random.default_rng(0).normal(0, 0.1, (6, 32, 32)).astype(np.float32)
+    >>> write_netcdf(xr.Dataset({"frames": (("frame", "y", "x"), frames)}, coords={"frame": np.arange(6)}),
+    ...              f["movie.nc"])
+    >>> prob = xr.Dataset({"mean": (("frame", "class", "y", "x"), bars), "variance": (("frame", "class", "y", "x"),
+    ...                    np.zeros_like(bars))}, coords={"frame": np.arange(6), "class": [1]})
+    >>> write_netcdf(prob, f["probability.nc"])
+    >>> particles = locate(prob)
+    >>> write_netcdf(particles, f["particles.nc"])
+    >>> with xr.open_dataset(f["movie.nc"]) as movie:
+    ...     patches = extract_patches(from_frames(movie), particles, size=12, source="frames")
+    >>> write_netcdf(patches, f["patches.nc"])
+    >>> rvae = RVAE(12, hidden=8)
+    >>> write_netcdf(latents_dataset(encode_windows(rvae, patches["patches"].values), patches, rvae), f["latents.nc"])
+    >>> write_netcdf(from_simulation("rods", frames=4, size=32, tile=32, count=2), f["training.nc"])
+    >>> members = [os.path.join(os.path.dirname(f["qc.json"]), f"member_{i}.pt") for i in (1, 2)]
+    >>> for path in members:
+    ...     save_model(build_network("dilnet", 2, width=4), path, {"class_names": ["background", "rod"]})
+    >>> run(job("qc", input={**{n.split(".")[0]: p for n, p in f.items() if n.endswith(".nc")}, "members": members},
+    ...         output=[f["qc.json"]], params={"train": {"val_fraction": 0.25, "seed": 0},
+    ...                                        "locate": {"threshold": 0.5}, "kind": "rods", "contrast": "bright"}))
+    >>> with open(f["qc.json"]) as file:
+    ...     report = json.load(file)
+    >>> report["particles_per_frame"], [c["name"] for c in report["checks"] if not c["ok"]]
+    ([1, 1, 1, 1, 1, 1], ['reconstruction'])
     """
-    report = qc_report(job)
+    report = _report(job)
     for message in report["warnings"]:
         log.warning("%s: %s", report["movie"], message)
     log.info("%s: %d of %d checks passed", report["movie"],

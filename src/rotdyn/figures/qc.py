@@ -80,7 +80,7 @@ def qc_figure(report: dict, movie_area=(), training_area=()):
     Parameters
     ----------
     report : dict
-        ``qc.json`` (:func:`rotdyn.qc.qc_report`).
+        ``qc.json`` (:func:`rotdyn.qc.run`).
     movie_area, training_area : array_like
         Areas (px) of the movie's particles and of the training particles.
 
