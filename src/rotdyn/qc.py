@@ -214,9 +214,10 @@ def frame_features(frame) -> np.ndarray:
     ndarray
         :data:`FEATURE_NAMES`: the share of pixels holding the commonest value
         (a saturated or flat plateau), the log of the range between the 10th
-        and 90th percentiles (contrast), and the autocorrelation at 1, 2 and 4 px along x and y
-        (texture: a lost AFM tip leaves streaks correlated along the scan lines
-        but not across them). NaN for a frame without contrast.
+        and 90th percentiles (contrast), and the autocorrelation at 1, 2 and
+        4 px along x and y (texture: a lost AFM tip leaves streaks correlated
+        along the scan lines but not across them). NaN for a frame without
+        contrast.
 
     Examples
     --------
