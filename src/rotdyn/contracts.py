@@ -14,6 +14,7 @@ Files (under ``results/<movie>/``)
 ``kde.nc``         per latent: ``density_<name>(frame, <name>_grid)``, one density per frame
 ``nmf.nc``         per latent: components and ``transition_frame_<name>``
 ``tracks.csv``     :data:`TRACKS`: one row per detection in a track (``track`` column)
+``qc.json``        :data:`QC`: the self-checks of the run (:data:`QC_CHECK` each), bad frames
 =================  ================================================================
 
 Detections and tracks
@@ -50,7 +51,19 @@ PARTICLES = ("frame", "x", "y", "area", "major_axis", "minor_axis", "orientation
              "mean_probability", "mean_variance", "touches_edge")
 PATCHES = ("patches", "particle_index", "padded", "frame", "x", "y", "class")
 LATENTS = ("angle", "angle_sd", "dx", "dy", "dx_sd", "dy_sd", "z", "z_sd", "particle_index",
-           "frame", "x", "y", "class")
+           "frame", "x", "y", "class", "reconstruction_error")
+# patches.nc attrs: how many particles there were and how many windows the border cost
+PATCHES_BORDER = ("n_particles", "n_border", "n_dropped", "dropped_fraction")
+# latents.nc: mean squared error of the reconstruction from the posterior mean / the window's
+# variance (1 = no better than the window's mean); a quality number, not a latent
+RECONSTRUCTION_ERROR = "reconstruction_error"
+
+# qc.json: the run's self-checks. ``frames`` numbers the movie's frames, ``particles_per_frame``
+# counts detections in each; ``bad_frames`` (blank, saturated, out of family) are frames the
+# dynamics should leave out; ``count_outliers`` frames whose particle count is an outlier;
+# ``warnings`` the messages of the checks that tripped.
+QC = ("movie", "kind", "checks", "warnings", "bad_frames", "count_outliers", "frames", "particles_per_frame")
+QC_CHECK = ("name", "value", "threshold", "ok", "message")  # one entry of ``checks``
 
 # movie.nc attrs that name the movie's file and its calibration: every result made
 # from the movie carries them (stages that write their own attrs copy these).

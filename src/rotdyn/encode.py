@@ -12,6 +12,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from .contracts import RECONSTRUCTION_ERROR
 from .networks import model_device
 from .rvae import RVAE, load_rvae
 from .store import provenance, write_netcdf
@@ -32,7 +33,8 @@ def encode_windows(model: RVAE, patches, batch_size: int = 1000) -> dict:
         ``dx``, ``dy``, ``dx_sd``, ``dy_sd`` (latent units), ``dx_px``,
         ``dy_px``, ``dx_px_sd``, ``dy_px_sd`` (pixels; +x right, +y down),
         ``z``, ``z_sd`` ``(N, k)``. Offsets are 0 for a model without
-        translation.
+        translation. ``reconstruction_error``: :func:`reconstruction_error`
+        of the decoding of the posterior mean.
     """
     x = np.asarray(patches, dtype=np.float32)
     S, k = model.size, model.latent_dim
@@ -40,6 +42,7 @@ def encode_windows(model: RVAE, patches, batch_size: int = 1000) -> dict:
         raise ValueError(f"patches must be (N, {S}, {S}) for this model, got shape {x.shape}")
     device = model_device(model)
     means, sds = [np.zeros((0, model.n_latent), np.float32)], [np.zeros((0, model.n_latent), np.float32)]
+    errors = [np.zeros(0, np.float32)]
     model.eval()
     with torch.inference_mode():
         for start in range(0, len(x), batch_size):
@@ -48,6 +51,8 @@ def encode_windows(model: RVAE, patches, batch_size: int = 1000) -> dict:
             q["mean"] = model.resolve_polarity(batch, q["mean"])  # head vs tail (see rotdyn.rvae)
             means.append(q["mean"].float().cpu().numpy())
             sds.append(q["sd"].float().cpu().numpy())
+            errors.append(reconstruction_error(x[start:start + batch_size],
+                                               model.decode(q["mean"]).float().cpu().numpy()))
     mean, sd = np.concatenate(means), np.concatenate(sds)
     angle = (mean[:, 0] + np.pi) % (2 * np.pi) - np.pi
     out = {"angle": angle.astype(np.float32), "angle_sd": sd[:, 0]}
@@ -59,8 +64,43 @@ def encode_windows(model: RVAE, patches, batch_size: int = 1000) -> dict:
     out["dx_px"], out["dy_px"] = model.offsets_px(dx, dy)
     out["dx_px_sd"], out["dy_px_sd"] = model.offsets_px(dx_sd, dy_sd)
     out["z"], out["z_sd"] = mean[:, 1 + model.n_shift:], sd[:, 1 + model.n_shift:]
+    out[RECONSTRUCTION_ERROR] = np.concatenate(errors)
     return {key: np.asarray(value, np.float32).reshape((len(x), k) if key in ("z", "z_sd") else (len(x),))
             for key, value in out.items()}
+
+
+def reconstruction_error(windows, reconstructions) -> np.ndarray:
+    """Mean squared error of each reconstruction, over its window's variance.
+
+    0 is a perfect reconstruction and 1 no better than the window's own mean;
+    above 1 is worse than that. A window without variance (all one value)
+    gets NaN: there is nothing to reconstruct.
+
+    Parameters
+    ----------
+    windows, reconstructions : array_like
+        ``(N, S, S)`` each.
+
+    Returns
+    -------
+    ndarray
+        ``(N,)`` float32.
+
+    Examples
+    --------
+    >>> w = np.array([[[0.0, 1.0], [0.0, 1.0]], [[2.0, 2.0], [2.0, 2.0]]])
+    >>> reconstruction_error(w, [[[0.5, 0.5], [0.5, 0.5]], [[2.0, 2.0], [2.0, 2.0]]]).tolist()
+    [1.0, nan]
+    >>> reconstruction_error(w[:1], w[:1]).tolist()
+    [0.0]
+    """
+    w = np.asarray(windows, np.float64)
+    r = np.asarray(reconstructions, np.float64).reshape(w.shape)
+    axes = tuple(range(1, w.ndim))
+    variance = w.var(axis=axes)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        error = ((w - r) ** 2).mean(axis=axes) / variance
+    return np.where(variance > 0, error, np.nan).astype(np.float32)
 
 
 def latents_dataset(encoded: dict, patches_ds: xr.Dataset, model: RVAE | None = None) -> xr.Dataset:
@@ -69,8 +109,9 @@ def latents_dataset(encoded: dict, patches_ds: xr.Dataset, model: RVAE | None = 
     Dimension ``particle`` in the order of ``patches_ds`` (``particle_index``
     points back into particles.nc); variables ``angle``, ``angle_sd`` (rad),
     ``dx``, ``dy``, ``dx_sd``, ``dy_sd`` (px, +x right, +y down),
-    ``z(particle, latent)``, ``z_sd``; ``frame, x, y, class`` (and
-    ``padded`` where present) copied. Attributes: those of ``patches_ds``
+    ``z(particle, latent)``, ``z_sd``; ``reconstruction_error`` when
+    ``encoded`` has it (:func:`reconstruction_error`); ``frame, x, y, class``
+    (and ``padded`` where present) copied. Attributes: those of ``patches_ds``
     plus the model's settings (``rvae_*``) when ``model`` is given.
     """
     n = patches_ds.sizes.get("particle", 0)
@@ -96,6 +137,10 @@ def latents_dataset(encoded: dict, patches_ds: xr.Dataset, model: RVAE | None = 
         "z_sd": (("particle", "latent"), z_sd),
         "particle_index": ("particle", np.asarray(index, np.int64)),
     }
+    if RECONSTRUCTION_ERROR in encoded:
+        data[RECONSTRUCTION_ERROR] = ("particle", np.asarray(encoded[RECONSTRUCTION_ERROR], np.float32),
+                                      {"long_name": "mean squared reconstruction error / window variance "
+                                                    "(1 = no better than the window mean)"})
     for name in ("frame", "x", "y", "class", "padded"):
         if name in patches_ds:
             data[name] = ("particle", patches_ds[name].values)

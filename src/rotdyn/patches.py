@@ -172,7 +172,12 @@ def extract_patches(images: ImageSource, particles: xr.Dataset, *, size: int = 2
         ``patches(particle, py, px)`` float32, with ``particle`` (and
         ``particle_index``) the index of the particle in ``particles``;
         ``frame, x, y, class`` copied; ``padded`` (int8);
-        attrs: those of ``particles`` plus ``size, edge, patch_source``.
+        attrs: those of ``particles`` plus ``size, edge, patch_source`` and
+        the border counts (:data:`rotdyn.contracts.PATCHES_BORDER`):
+        ``n_particles`` (rows of ``particles``), ``n_border`` (windows that
+        crossed the border), ``n_dropped`` (left out: ``n_border`` with
+        ``edge="drop"``, else 0) and ``dropped_fraction``
+        (``n_dropped / n_particles``; 0 for no particles).
 
     Raises
     ------
@@ -204,6 +209,8 @@ def extract_patches(images: ImageSource, particles: xr.Dataset, *, size: int = 2
     >>> cut = extract_patches(from_probability(prob), particles, size=5)
     >>> cut["particle_index"].values.tolist(), float(cut["patches"][0].sel(py=0, px=0))
     ([0], 1.0)
+    >>> cut.attrs["n_particles"], cut.attrs["n_dropped"], cut.attrs["dropped_fraction"]
+    (2, 1, 0.5)
     >>> extract_patches(from_probability(prob), particles, size=5, edge="pad")["padded"].values.tolist()
     [0, 1]
     """
@@ -223,6 +230,11 @@ def extract_patches(images: ImageSource, particles: xr.Dataset, *, size: int = 2
     for i in np.argsort(frames, kind="stable"):  # frame by frame: each frame is read once
         cut[i], inside[i] = window(images(frames[i], classes[i]), rows[i], cols[i], size)
     keep = inside if edge == "drop" else np.ones(n, bool)
+    n_dropped = int(n - keep.sum())
+    attrs.update(n_particles=int(n), n_border=int(n - inside.sum()), n_dropped=n_dropped,
+                 dropped_fraction=n_dropped / n if n else 0.0)  # read by the qc stage
+    if n_dropped:
+        log.info("%d of %d windows (%.0f %%) crossed the border and were dropped", n_dropped, n, 100 * n_dropped / n)
     index = particles["particle"].values if "particle" in particles.coords else np.arange(n)
     copied = {name: particles[name].values[keep] for name in ("frame", "x", "y", "class")}
     return _dataset(cut[keep], np.asarray(index, np.int64)[keep], copied,
