@@ -34,6 +34,7 @@ include: "workflow/rules/kde.smk"
 include: "workflow/rules/nmf.smk"
 include: "workflow/rules/link.smk"
 include: "workflow/rules/maps.smk"
+include: "workflow/rules/qc.smk"
 include: "workflow/rules/summary.smk"
 
 

@@ -46,6 +46,7 @@ References
 """
 from __future__ import annotations
 
+import json
 import logging
 
 import numpy as np
@@ -464,6 +465,15 @@ def joint_density(latents: xr.Dataset, x: str = "angle", y: str = "z1", grid=(12
         attrs={f"bandwidth_{x}": float(hx), f"bandwidth_{y}": float(hy), "count": int(vx.size)})
 
 
+def _bad_frames(job) -> list[int]:
+    """The frames the self-check found bad (``qc.json``), when the job has one."""
+    path = getattr(job.input, "qc", None)
+    if not path:
+        return []
+    with open(path) as f:
+        return sorted(int(frame) for frame in json.load(f).get("bad_frames", []))
+
+
 def run(job) -> None:
     """Entry of rule ``kde``: per-frame densities of every latent of ``job.input.latents``.
 
@@ -471,7 +481,9 @@ def run(job) -> None:
     ----------
     job : snakemake job or :class:`rotdyn.jobs.Job`
         ``input.latents`` (``latents.nc``), ``input.movie`` (``movie.nc``, for
-        its frame numbers), ``output[0]`` (``kde.nc``, see :func:`kde_maps`),
+        its frame numbers), optionally ``input.qc`` (``qc.json``: its
+        ``bad_frames`` are left out of the dynamics), ``output[0]``
+        (``kde.nc``, see :func:`kde_maps`),
         ``params.kde`` (the ``kde`` config section: ``grid_points``,
         ``bandwidth``, ``angle_bandwidth``).
 
@@ -497,6 +509,12 @@ def run(job) -> None:
         bandwidth = {name: p["bandwidth"] for name in latent_names(latents)}
         if p["angle_bandwidth"]:
             bandwidth["angle"] = p["angle_bandwidth"]
-        kde = kde_maps(latents, movie["frame"].values, grid_points=p["grid_points"], bandwidth=bandwidth)
+        frames = movie["frame"].values
+        bad = _bad_frames(job)
+        if bad:
+            log.warning("frames %s left out of the dynamics: the self-check found them bad (qc.json)", bad)
+            frames = frames[~np.isin(frames, bad)]
+        kde = kde_maps(latents, frames, grid_points=p["grid_points"], bandwidth=bandwidth)
+        kde.attrs["bad_frames"] = ",".join(map(str, bad))
     log.info("densities of %s over %d frames", kde.attrs.get("variables"), kde.sizes["frame"])
     write_netcdf(kde, job.output[0])

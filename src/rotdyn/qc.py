@@ -822,6 +822,9 @@ def _report(job) -> dict:
     """
     p = job.params
     kind, contrast = getattr(p, "kind", None), getattr(p, "contrast", None)
+    if contrast is None:  # what ingest decided, from the movie
+        with xr.open_dataset(job.input.movie) as movie:
+            contrast = movie.attrs.get("contrast")
     locate = dict(getattr(p, "locate", {}) or {})
     threshold, min_area = float(locate.get("threshold", 0.5)), int(locate.get("min_area", 10))
     limits = {**THRESHOLDS, **dict(getattr(p, "qc", {}) or {})}

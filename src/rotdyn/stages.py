@@ -76,6 +76,8 @@ STAGES: dict[str, Stage] = {
     "maps": Stage("rotdyn.figures.maps:run",
                   (f"{_R}/figures/maps", f"{_R}/figures/latent_angle.gif", f"{_R}/figures/tracks.png"),
                   "frames coloured by latents, an animation, tracks"),
+    "qc": Stage("rotdyn.qc:run", (f"{_R}/qc.json",), "self-checks that say when a result cannot be trusted"),
+    "qc_figure": Stage("rotdyn.figures.qc:run", (f"{_R}/figures/qc.png",), "the self-checks at a glance"),
     "summary": Stage("rotdyn.summary:run", (f"{_R}/summary.json",), "the numbers a user wants first"),
 }
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pandas as pd
 import xarray as xr
@@ -10,9 +11,11 @@ from . import __version__
 from .contracts import TRANSITION, TRANSITION_UNCERTAINTY, transition_names
 from .store import atomic_path, plain
 
+log = logging.getLogger(__name__)
+
 
 def movie_summary(movie: xr.Dataset, latents: xr.Dataset, nmf: xr.Dataset, tracks: pd.DataFrame,
-                  settings: dict) -> dict:
+                  settings: dict, qc: dict | None = None) -> dict:
     """Frames, particles per frame, tracks, transition frame per latent, settings.
 
     Parameters
@@ -23,6 +26,9 @@ def movie_summary(movie: xr.Dataset, latents: xr.Dataset, nmf: xr.Dataset, track
         ``track_summary.csv`` (one row per track, with ``length``).
     settings : dict
         The model settings to record (config sections).
+    qc : dict or None
+        ``qc.json`` (:mod:`rotdyn.qc`): its warnings, bad frames and which
+        checks passed go into the summary under ``qc``.
 
     Returns
     -------
@@ -31,7 +37,8 @@ def movie_summary(movie: xr.Dataset, latents: xr.Dataset, nmf: xr.Dataset, track
         ``frames``, ``pixel_size_nm``, ``frame_interval_s``, ``particles``,
         ``particles_per_frame`` (``mean``, ``min``, ``max``), ``tracks``,
         ``median_track_length``, ``transition_frame`` and
-        ``transition_uncertainty`` per latent, ``particle_kind`` (from the
+        ``transition_uncertainty`` per latent, ``qc`` (``ok``, ``warnings``,
+        ``bad_frames``, ``checks``: name -> passed), ``particle_kind`` (from the
         settings), ``contrast`` (what ingest decided: ``value``, ``setting``,
         ``reason``), ``settings``, ``rotdyn_version``.
 
@@ -66,9 +73,18 @@ def movie_summary(movie: xr.Dataset, latents: xr.Dataset, nmf: xr.Dataset, track
         "median_track_length": plain(float(tracks["length"].median())) if len(tracks) else None,
         "transition_frame": {n: plain(float(nmf[f"{TRANSITION}{n}"])) for n in names},
         "transition_uncertainty": {n: plain(float(nmf[f"{TRANSITION_UNCERTAINTY}{n}"])) for n in names},
+        "qc": _qc_summary(qc),
         "settings": settings,
         "rotdyn_version": __version__,
     }
+
+
+def _qc_summary(qc: dict | None) -> dict | None:
+    """The part of ``qc.json`` a user wants first: whether to trust the run, and why not."""
+    if qc is None:
+        return None
+    return {"ok": not qc["warnings"], "warnings": qc["warnings"], "bad_frames": qc.get("bad_frames", []),
+            "checks": {check["name"]: bool(check["ok"]) for check in qc["checks"]}}
 
 
 def run(job) -> None:
@@ -104,6 +120,13 @@ def run(job) -> None:
     """
     with xr.open_dataset(job.input.movie) as movie, xr.open_dataset(job.input.latents) as latents, \
             xr.open_dataset(job.input.nmf) as nmf:
-        summary = movie_summary(movie, latents, nmf, pd.read_csv(job.input.tracks), dict(job.params.settings))
+        qc = None
+        if getattr(job.input, "qc", None):
+            with open(job.input.qc) as f:
+                qc = json.load(f)
+        summary = movie_summary(movie, latents, nmf, pd.read_csv(job.input.tracks), dict(job.params.settings), qc)
+    if qc and qc["warnings"]:
+        log.warning("%s: %d self-check warning(s), the results may not be trustworthy:\n  %s",
+                    job.output[0], len(qc["warnings"]), "\n  ".join(qc["warnings"]))
     with atomic_path(job.output[0]) as tmp:
         tmp.write_text(json.dumps(summary, indent=2, default=str))

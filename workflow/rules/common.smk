@@ -210,6 +210,7 @@ def all_targets():
             "results/{movie}/figures/rvae_manifold.png",
             "results/{movie}/figures/dynamics",
             "results/{movie}/figures/tracks.png",
+            "results/{movie}/figures/qc.png",
         ],
         movie=sorted(MOVIES),
     )

@@ -3,6 +3,7 @@ rule kde:
     input:
         latents="results/{movie}/latents.nc",
         movie="results/{movie}/movie.nc",
+        qc="results/{movie}/qc.json",
     output:
         "results/{movie}/kde.nc",
     params:

@@ -5,6 +5,7 @@ rule summary:
         latents="results/{movie}/latents.nc",
         nmf="results/{movie}/nmf.nc",
         tracks="results/{movie}/track_summary.csv",
+        qc="results/{movie}/qc.json",
     output:
         report("results/{movie}/summary.json", caption="../report/summary.rst", category="Summary",
                subcategory="{movie}"),
