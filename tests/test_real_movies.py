@@ -1,0 +1,83 @@
+"""The whole chain on the real movies of ../shared/data (skipped when absent): a cheaper benchmarks/real_movies.py.
+
+One mixed run of the real Snakemake on the bacteria (kind ``cells``), the colloids (``spheres``), the HS-AFM
+lattice and a simulated low-dose STEM movie (``atoms``, contrast auto), with fewer frames and the settings of
+``QUICK`` below; each test scores one movie as the benchmark does, at slightly looser bounds.
+"""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import xarray as xr
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = next((p / "shared" / "data" for p in ROOT.parents if (p / "shared" / "data").is_dir()), None)
+pytestmark = pytest.mark.skipif(DATA is None, reason="real movies not found: no shared/data beside the checkout")
+
+FRAMES = 60  # first frames of each real movie (the HS-AFM file has 32: all of them)
+QUICK = """\
+train: {members: 2, member_epochs: 2, threads: 1}
+segment: {threads: 1}
+rvae: {epochs: 3, threads: 1}
+"""
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("real_movies", ROOT / "benchmarks" / "real_movies.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    bench = _bench()
+    workflow, truth = bench.prepare(tmp_path_factory.mktemp("real") / "wf", DATA, frames=FRAMES)
+    (workflow / "quick.yaml").write_text(QUICK)
+    command, wall, cpu, result = bench.run_workflow(workflow, ["quick.yaml"], timeout=1800)
+    assert result.returncode == 0, f"{command} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return bench, workflow / "results", truth
+
+
+def _particles(results: Path, movie: str) -> pd.DataFrame:
+    with xr.open_dataset(results / movie / "particles.nc") as p:
+        return p.to_dataframe().reset_index(drop=True)
+
+
+def test_bacteria_match_the_hand_checked_cells(run):
+    bench, results, _ = run
+    reference = bench.read_reference()
+    reference = reference[reference.frame < FRAMES]
+    s = bench.score_cells(_particles(results, "bacteria"), reference)
+    assert s["n_reference"] >= 30
+    assert s["precision"] >= 0.9 and s["recall"] >= 0.9, s
+    assert s["axis_error_deg"] <= 6, s
+    tracks = pd.read_csv(results / "bacteria" / "tracks.csv")
+    assert bench.track_lengths(tracks).median() >= 0.5 * FRAMES
+
+
+def test_colloids_agree_with_trackpy(run):
+    bench, results, _ = run
+    s = bench._score_spheres(results / "bulk_water", DATA)
+    assert s["n_reference"] > 100 * 10
+    assert s["precision"] >= 0.9 and s["recall"] >= 0.9, s
+    assert s["theirs_in_ours"] >= 0.9 and s["ours_in_theirs"] >= 0.9, s
+
+
+def test_hsafm_frames_where_the_tip_lost_the_surface_are_flagged_and_left_out(run):
+    bench, results, _ = run
+    s = bench.score_afm(results / "asd_sample_0")
+    assert s["qc_bad_frames"] == list(range(22, 32)) and s["kde_bad_frames"] == list(range(22, 32))
+    assert s["clean_frames_with_particles"] == 22
+
+
+def test_low_dose_atoms_on_a_bright_background_are_found(run):
+    bench, results, truth = run
+    with xr.open_dataset(results / "stem_atoms" / "movie.nc") as movie:
+        assert movie.attrs["contrast"] == "dark"  # auto: atoms are dips in the bright background
+        shape = movie["frames"].shape[1:]
+    s = bench.score_atoms(_particles(results, "stem_atoms"), truth, shape)
+    assert s["precision"] >= 0.95 and s["recall"] >= 0.95, s
