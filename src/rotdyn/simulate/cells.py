@@ -19,7 +19,7 @@ import pandas as pd
 
 from .base import Params, Simulation, param, wrap
 from .geometry import axes, capsule_box, segment_distance
-from .imaging import imaging, optics, scan
+from .imaging import film, imaging
 
 
 @dataclass
@@ -248,23 +248,10 @@ def simulate_cells(*args, **kwargs) -> Simulation:
 
 def render_cells(cfg: CellParams) -> Simulation:
     """The movie of :func:`simulate_cells` for checked parameters ``cfg``."""
-    params = {"kind": "cells", **cfg.as_dict()}
     world = _Cells(cfg, np.random.default_rng(cfg.seed))
-    shape = (cfg.frames, cfg.size, cfg.size)
-    clean = np.zeros(shape)
-    labels = np.zeros(shape, np.uint8)
-    instances = np.zeros(shape, np.int32)
-    tables = []
-    for t in range(cfg.frames):
-        if t > 0:
-            world.step()
-        table = world.table(t)
-        for row in table.itertuples(index=False):
-            _render_cell(clean[t], labels[t], instances[t], row, cfg.width)
-        tables.append(table)
-    movie = scan(optics(clean, cfg, cfg.seed), cfg, cfg.seed, noise=cfg.noise, line_noise=cfg.line_noise)
-    truth = pd.concat(tables, ignore_index=True)
-    return Simulation(movie.astype(np.float32), labels, instances, truth, params, ["background", "cell"])
+    return film(world, cfg, lambda clean, labels, instances, row: _render_cell(clean, labels, instances, row,
+                                                                                cfg.width),
+                "cells", ["background", "cell"])
 
 
 # The signature is CellParams' own, so help() and the keyword checks show every parameter and default.

@@ -31,9 +31,10 @@ Every intensity is in units of a particle's body contrast.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from scipy import ndimage, signal, special
 
-from .base import param, stream
+from .base import Simulation, param, stream
 
 # The shared parameters: their defaults (no effect) and allowed values.
 IMAGING = {
@@ -235,3 +236,33 @@ def scan(images: np.ndarray, p, seed: int, noise: float = 0.0, line_noise: float
     if p.line_jitter:
         images = line_jitter(images, p.line_jitter, rng)
     return images
+
+
+def film(world, cfg, draw, kind: str, class_names: list):
+    """Step ``world`` through ``cfg.frames`` frames, draw each particle, image the movie (optics, scan).
+
+    ``world`` has ``step()`` and ``table(t)`` (one truth row per particle);
+    ``draw(clean, labels, instances, row)`` paints one particle into one
+    frame's arrays. Shared by the simulators whose particles move
+    independently (cells, spheres).
+
+    Returns
+    -------
+    Simulation
+    """
+    shape = (cfg.frames, cfg.size, cfg.size)
+    clean = np.zeros(shape)
+    labels = np.zeros(shape, np.uint8)
+    instances = np.zeros(shape, np.int32)
+    tables = []
+    for t in range(cfg.frames):
+        if t > 0:
+            world.step()
+        table = world.table(t)
+        for row in table.itertuples(index=False):
+            draw(clean[t], labels[t], instances[t], row)
+        tables.append(table)
+    movie = scan(optics(clean, cfg, cfg.seed), cfg, cfg.seed, noise=cfg.noise, line_noise=cfg.line_noise)
+    truth = pd.concat(tables, ignore_index=True)
+    return Simulation(movie.astype(np.float32), labels, instances, truth, {"kind": kind, **cfg.as_dict()},
+                      class_names)

@@ -18,7 +18,7 @@ import pandas as pd
 from scipy import ndimage
 
 from .base import Params, Simulation, param
-from .imaging import imaging, optics, scan
+from .imaging import film, imaging
 
 
 @dataclass
@@ -212,23 +212,10 @@ def simulate_spheres(*args, **kwargs) -> Simulation:
 
 def render_spheres(cfg: SphereParams) -> Simulation:
     """The movie of :func:`simulate_spheres` for checked parameters ``cfg``."""
-    params = {"kind": "spheres", **cfg.as_dict()}
     world = _Spheres(cfg, np.random.default_rng(cfg.seed))
-    shape = (cfg.frames, cfg.size, cfg.size)
-    clean = np.zeros(shape)
-    labels = np.zeros(shape, np.uint8)
-    instances = np.zeros(shape, np.int32)
-    tables = []
-    for t in range(cfg.frames):
-        if t > 0:
-            world.step()
-        table = world.table(t)
-        for row in table.itertuples(index=False):
-            _render_sphere(clean[t], labels[t], instances[t], row, cfg.diameter / 2)
-        tables.append(table)
-    movie = scan(optics(clean, cfg, cfg.seed), cfg, cfg.seed, noise=cfg.noise, line_noise=cfg.line_noise)
-    truth = pd.concat(tables, ignore_index=True)
-    return Simulation(movie.astype(np.float32), labels, instances, truth, params, ["background", "sphere"])
+    return film(world, cfg, lambda clean, labels, instances, row: _render_sphere(clean, labels, instances, row,
+                                                                                  cfg.diameter / 2),
+                "spheres", ["background", "sphere"])
 
 
 # The signature is SphereParams' own, so help() and the keyword checks show every parameter and default.
