@@ -65,6 +65,7 @@ PEERS = ("atomai", "pyroved")
 LABELS = {"rotdyn-tiled": "rotdyn float32, tiled decoder", "rotdyn-plain": "rotdyn float32, plain decoder",
           "rotdyn-bf16": "rotdyn bf16 autocast (as today)", "rotdyn-naive": "rotdyn naive decoder",
           "atomai": "AtomAI rVAE", "pyroved": "pyroVED iVAE"}
+SAME_FUNCTION = ("rotdyn-plain", "rotdyn-naive")  # the tiled decoder's function: fitted with --fit-all only
 PIP_PEERS = ["atomai", "pyroved", "six"]  # six: AtomAI's dependency mendeleev imports it undeclared
 BATCH, HIDDEN, LATENT, LR = 200, 128, 2, 1e-4
 EVAL_DRAWS = 4  # one-sample -ELBO estimates averaged over this many noise draws per window
@@ -129,20 +130,27 @@ def _rotdyn(impl: str, x: np.ndarray, seed: int):
             loss.backward()
             optimizer.step()
 
+    def terms(b):
+        out = model.negative_elbo(b, generator=gen)
+        return out["loss"], out["nll"]
+
     def neg_elbo():  # float32, whatever the training ran in
         model.eval()
         with torch.no_grad():
-            return _mean_over(lambda b: model.negative_elbo(b, generator=gen)["loss"], xt)
+            return _mean_over(terms, xt)
 
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
         dtype = model.decoder_raw(torch.zeros(2, model.n_latent)).dtype
     return epoch, neg_elbo, {"decoder_output": str(dtype).replace("torch.", "")}
 
 
-def _mean_over(per_window, xt, batch: int = 500) -> float:
-    """Mean of ``per_window(batch)`` (a ``(B,)`` tensor) over all windows and EVAL_DRAWS draws."""
-    total = sum(float(per_window(b).double().sum()) for _ in range(EVAL_DRAWS) for b in xt.split(batch))
-    return total / (EVAL_DRAWS * len(xt))
+def _mean_over(per_window, xt, batch: int = 500) -> list[float]:
+    """Means of ``per_window(batch)`` (``(B,)`` tensors: -ELBO, its -log p(x|z)) over all windows and draws."""
+    totals = np.zeros(2)
+    for _ in range(EVAL_DRAWS):
+        for b in xt.split(batch):
+            totals += [float(t.double().sum()) for t in per_window(b)]
+    return list(totals / (EVAL_DRAWS * len(xt)))
 
 
 def _torchvision_shim() -> bool:
@@ -175,6 +183,7 @@ def _atomai(x: np.ndarray, seed: int):
     shim = _torchvision_shim()
     import atomai
     import torch
+    from atomai.losses_metrics.vi_losses import kld_normal, kld_rot
     from atomai.models import rVAE
 
     model = rVAE(x.shape[1:], latent_dim=LATENT, translation=True, seed=seed, numlayers_encoder=2,
@@ -184,11 +193,15 @@ def _atomai(x: np.ndarray, seed: int):
     model.dx_prior, model.kdict_["phi_prior"], model.loss = 0.1, 0.1, "mse"
     P = x.shape[1] * x.shape[2]
 
-    def neg_elbo():  # AtomAI's ELBO is a batch mean without the Gaussian's P/2 log(2 pi)
-        xt = torch.from_numpy(x)
+    def terms(b):  # AtomAI's ELBO: a batch mean without the Gaussian's P/2 log(2 pi); its KL is analytic
+        loss = 0.5 * P * math.log(2 * math.pi) - model.forward_compute_elbo(b, mode="eval")
+        z_mean, z_logsd = model.encoder_net(b)
+        kl = kld_normal([z_mean[:, 1:], z_logsd[:, 1:]]) + kld_rot(model.kdict_["phi_prior"], z_logsd[:, 0])
+        return loss.expand(len(b)), (loss - kl.mean()).expand(len(b))
+
+    def neg_elbo():
         with torch.no_grad():
-            return _mean_over(lambda b: (-model.forward_compute_elbo(b, mode="eval")).expand(len(b)), xt) \
-                + 0.5 * P * math.log(2 * math.pi)
+            return _mean_over(terms, torch.from_numpy(x))
 
     return model.train_epoch, neg_elbo, {"version": atomai.__version__, "torchvision_shim": shim}
 
@@ -197,6 +210,7 @@ def _pyroved(x: np.ndarray, seed: int):
     shim = _torchvision_shim()  # pyroved.utils imports torchvision too
     import pyroved
     import torch
+    from pyro import poutine
     from pyroved.models import iVAE
     from pyroved.trainers import SVItrainer
     from pyroved.utils import init_dataloader
@@ -208,9 +222,16 @@ def _pyroved(x: np.ndarray, seed: int):
     xt = torch.from_numpy(x)
     loader = init_dataloader(xt, batch_size=BATCH)
 
-    def neg_elbo():  # Trace_ELBO: -ELBO summed over the batch, all constants in
-        return sum(trainer.svi.evaluate_loss(b) for _ in range(EVAL_DRAWS) for b in xt.split(500)) \
-            / (EVAL_DRAWS * len(xt))
+    def terms(b):  # Trace_ELBO's terms per window: the guide's sample replayed through the model
+        guide = poutine.trace(model.guide).get_trace(b)
+        joint = poutine.trace(poutine.replay(model.model, trace=guide)).get_trace(b)
+        log_p = {name: joint.nodes[name]["fn"].log_prob(joint.nodes[name]["value"]) for name in ("obs", "latent")}
+        log_q = guide.nodes["latent"]["fn"].log_prob(guide.nodes["latent"]["value"])
+        return log_q - log_p["latent"] - log_p["obs"], -log_p["obs"]
+
+    def neg_elbo():
+        with torch.no_grad():
+            return _mean_over(terms, xt)
 
     return lambda: trainer.step(loader), neg_elbo, {"version": pyroved.__version__, "torchvision_shim": shim}
 
@@ -300,17 +321,18 @@ def table(times: dict, fits: dict, impls: list) -> list[str]:
     med = {key: statistics.median(v) for key, v in times.items() if v}
     ref = {t: med.get(("atomai", t)) for t in (False, True)}
     lines = ["| setting | GLIBC_TUNABLES | s/epoch (median) | epochs timed | AtomAI as installed / this "
-             "| AtomAI with malloc setting / this | -ELBO/window after fit (nats) |",
-             "|---|---|---|---|---|---|---|"]
+             "| AtomAI with malloc setting / this | -ELBO/window after fit (nats) | of which -log p(x|z) |",
+             "|---|---|---|---|---|---|---|---|"]
     for impl in impls:
         for t in (False, True):
             if (impl, t) not in med:
                 continue
             s = med[(impl, t)]
             ratios = [f"{r / s:.2f}x" if r else "-" for r in (ref[False], ref[True])]
-            fit = fits.get(impl) if not t else None
+            fit = " | " if t else "{:.2f} | {:.2f}".format(*fits[impl]) if impl in fits else \
+                "= tiled | = tiled" if impl in SAME_FUNCTION else " | "
             lines.append(f"| {LABELS[impl]} | {'set' if t else 'unset'} | {s:.2f} | {len(times[(impl, t)])} | "
-                         f"{ratios[0]} | {ratios[1]} | {'' if fit is None else f'{fit:.2f}'} |")
+                         f"{ratios[0]} | {ratios[1]} | {fit} |")
     return lines
 
 
@@ -336,6 +358,7 @@ def main(argv=None) -> None:
     parser.add_argument("--epochs", type=int, help="timed epochs per run, after a warm-up one (default 3, --quick: 2)")
     parser.add_argument("--repeats", type=int, help="interleaved rounds of runs (default 3, --quick: 1)")
     parser.add_argument("--fit-epochs", type=int, help="epochs before the -ELBO (default 20, --quick: 5; 0: none)")
+    parser.add_argument("--fit-all", action="store_true", help="fit the plain and naive decoders too")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-tunables", action="store_true", help="only as installed (no GLIBC_TUNABLES runs)")
@@ -381,25 +404,30 @@ def report(args) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "windows.npy"
         np.save(data, make_windows(args.windows, args.size, args.seed))
-        times, fits, notes, errors = run_all(args, pythons, impls, data)
+        for r, (times, fits, notes, errors) in enumerate(run_all(args, pythons, impls, data), 1):
+            done = [impl for impl in impls if impl not in errors]
+            print(f"\nafter round {r} of {args.repeats}:" if r < args.repeats else "")
+            print("\n".join(table(times, fits, done)), flush=True)
+    print()
     for impl, why in errors.items():
         print(f"{LABELS[impl]}: not run: {why}")
-        impls.remove(impl)
-    print()
-    print("\n".join(table(times, fits, impls)))
-    print()
-    for impl in impls:
+    for impl in done:
         print(f"{LABELS[impl]}: " + ", ".join(f"{k} {v}" for k, v in notes.get(impl, {}).items()))
     print(fastest(times, m))
     print(f"GLIBC_TUNABLES set = {TUNABLES}")
     if args.fit_epochs:
-        print(f"-ELBO: after {args.fit_epochs} epochs on all {args.windows} windows, one-sample estimate "
-              f"averaged over {EVAL_DRAWS} draws, float32; Gaussian sd 1 with its constants for all; AtomAI's "
-              f"own loss + P/2 log(2 pi); pyroVED's prior on the angle is N(0, 1), the others' AtomAI's term")
+        print(f"-ELBO: after {args.fit_epochs} epochs on all {args.windows} windows (as installed), one-sample "
+              f"estimate averaged over {EVAL_DRAWS} draws, float32; Gaussian sd 1 with its constants for all "
+              f"(AtomAI's own loss + P/2 log(2 pi)); pyroVED's prior on the angle is N(0, 1), the others' "
+              f"AtomAI's term. The plain and naive decoders compute the tiled one's function (same weights): "
+              f"not refitted unless --fit-all")
 
 
 def run_all(args, pythons: dict, impls: list, data: Path):
-    """Every (setting, tunables) run, interleaved over rounds; the fit runs in round 1, as installed."""
+    """Every (setting, tunables) run, interleaved; yields the results so far after each round.
+
+    The fits run in round 1, as installed (their epochs 2.. are timed too).
+    """
     runs = [(impl, t) for impl in impls for t in ((False,) if args.no_tunables else (False, True))]
     times, fits, notes, errors = {run: [] for run in runs}, {}, {}, {}
     for r in range(args.repeats):
@@ -407,11 +435,12 @@ def run_all(args, pythons: dict, impls: list, data: Path):
         for impl, t in runs[shift:] + runs[:shift]:
             if impl in errors:
                 continue
-            fit = r == 0 and not t and args.fit_epochs > 0
+            fit = r == 0 and not t and args.fit_epochs > 0 and (args.fit_all or impl not in SAME_FUNCTION)
             t0 = time.perf_counter()
             res = run_child(pythons[impl], impl, t, fit, args, data)
             if not res["ok"]:
                 errors[impl] = res["error"]
+                print(f"round {r + 1}/{args.repeats}: {LABELS[impl]}: failed: {res['error']}", flush=True)
                 continue
             times[(impl, t)] += res["seconds"]
             if "neg_elbo" in res:
@@ -420,7 +449,7 @@ def run_all(args, pythons: dict, impls: list, data: Path):
             print(f"round {r + 1}/{args.repeats}: {LABELS[impl]}, GLIBC_TUNABLES {'set' if t else 'unset'}: "
                   f"{statistics.median(res['seconds']):.2f} s/epoch ({time.perf_counter() - t0:.0f} s run)",
                   flush=True)
-    return times, fits, notes, errors
+        yield times, fits, notes, errors
 
 
 if __name__ == "__main__":
