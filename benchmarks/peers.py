@@ -399,6 +399,7 @@ def report(args) -> None:
         if python is None:
             print(f"peers: not run, their environment could not be made: {how}")
         else:
+            print(f"peers: {args.venv} ({how})")
             pythons.update({impl: python for impl in PEERS})
     impls = [impl for impl in pythons if args.settings is None or impl in args.settings.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
@@ -446,8 +447,9 @@ def run_all(args, pythons: dict, impls: list, data: Path):
             if "neg_elbo" in res:
                 fits[impl] = res["neg_elbo"]
             notes[impl] = {k: v for k, v in res.items() if k not in ("ok", "seconds", "neg_elbo")}
+            fitted = ", -ELBO {:.2f}, -log p(x|z) {:.2f} nats".format(*res["neg_elbo"]) if "neg_elbo" in res else ""
             print(f"round {r + 1}/{args.repeats}: {LABELS[impl]}, GLIBC_TUNABLES {'set' if t else 'unset'}: "
-                  f"{statistics.median(res['seconds']):.2f} s/epoch ({time.perf_counter() - t0:.0f} s run)",
+                  f"{statistics.median(res['seconds']):.2f} s/epoch ({time.perf_counter() - t0:.0f} s run){fitted}",
                   flush=True)
         yield times, fits, notes, errors
 
