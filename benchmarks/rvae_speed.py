@@ -244,9 +244,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds of epoch timings (3)")
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs per run, after one warm-up")
-    parser.add_argument("--fit-epochs", type=int, default=None, help="epochs of the loss runs (demo 60, peers 30)")
+    parser.add_argument("--fit-epochs", type=int, default=None, help="epochs of the loss runs (demo 60, peers 20)")
     parser.add_argument("--windows", type=int, default=2000, help="windows of the peers' case")
     parser.add_argument("--no-loss", action="store_true", help="skip the loss runs")
+    parser.add_argument("--no-times", action="store_true", help="skip the epoch timings")
     parser.add_argument("--no-kernels", action="store_true", help="skip the matmul and decoder timings")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--case", default="demo", help=argparse.SUPPRESS)
@@ -260,7 +261,7 @@ def main() -> None:
         return
     args.rounds = args.rounds or (2 if args.quick else 3)
     fit_epochs = args.fit_epochs or (20 if args.quick else None)
-    args.fit_epochs = {"demo": fit_epochs or 60, "peers": fit_epochs or 30}
+    args.fit_epochs = {"demo": fit_epochs or 60, "peers": fit_epochs or 20}
     torch.set_num_threads(args.threads)
     print("machine:", machine())
     if not args.no_kernels:
@@ -274,7 +275,8 @@ def main() -> None:
             print(f"decoder fwd+bwd, {size}x{size}, batch {batch}: " + ", ".join(f"{k} {v:.1f}" for k, v in dec.items())
                   + f" GFLOP/s; tiled bfloat16 / float32 {dec['tiled bfloat16'] / dec['tiled float32']:.2f}x, "
                   f"tiled float32 / naive {dec['tiled float32'] / dec['naive float32']:.2f}x")
-    epoch_times(args)
+    if not args.no_times:
+        epoch_times(args)
     if not args.no_loss:
         losses(args)
 
