@@ -17,6 +17,7 @@ maps from float32 and the particles :func:`rotdyn.locate.locate` finds in each.
     python benchmarks/segmentation.py --speed    # speed only (trains the rods ensemble)
     python benchmarks/segmentation.py --speed --explore   # and the alternatives measured
     python benchmarks/segmentation.py --speed --members results/ensemble/member_*.pt
+    python benchmarks/segmentation.py --train-precision 12   # float32 vs bfloat16 training
 """
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ from rotdyn.networks import autocast_dtype, cpu_has_fast_bf16, num_threads
 from rotdyn.segment import FastEnsemble, ensemble_proba, load_ensemble
 from rotdyn.simulate import simulate, to_dataset
 from rotdyn.store import write_netcdf
+from rotdyn.train import fit_baseline
 from rotdyn.training_set import from_simulation
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -145,15 +147,14 @@ def speed(paths: list, config: dict, folder: Path, threads: int, rounds: int, fr
     models, _ = load_ensemble(paths)
     amp = autocast_dtype("cpu", "auto")
     variants = {"baseline": lambda x: ensemble_proba(models, x, amp),
-                "fast": FastEnsemble(models, "auto", workers=threads)}
+                "fast": FastEnsemble(models, "auto", threads=threads)}
     if explore:
-        per_batch = FastEnsemble(models, "auto", workers=threads)
-        per_batch.frames_per_pass = batch_size
         variants.update({
-            "fast, 1 worker x intra-op threads": FastEnsemble(models, "auto", workers=1),
-            f"fast, {batch_size} frames per pass": per_batch,
-            "fast, grouped members": FastEnsemble(models, "auto", grouped=True, workers=threads),
-            "fast, float32": FastEnsemble(models, False, workers=threads),
+            f"fast, 1 worker x {threads} threads": FastEnsemble(models, "auto", threads=threads, workers=1),
+            f"fast, {batch_size} frames per pass": FastEnsemble(models, "auto", threads=threads,
+                                                                frames_per_pass=batch_size),
+            "fast, grouped members": FastEnsemble(models, "auto", grouped=True, threads=threads),
+            "fast, float32": FastEnsemble(models, False, threads=threads),
         })
     print(f"\n{machine()}")
     print(f"inference: {len(models)} x {models[0].arch} width {models[0].width}, {frames} frames of 512 x 512, "
@@ -178,10 +179,32 @@ def speed(paths: list, config: dict, folder: Path, threads: int, rounds: int, fr
     for name, (mean, variance) in maps.items():
         print(f"  {name}: max abs difference from float32, mean {np.abs(mean - reference[0]).max():.4f}, "
               f"variance {np.abs(variance - reference[1]).max():.4f}")
-    print(f"  fast vs baseline: max abs difference of the mean {np.abs(maps['fast'][0] - maps['baseline'][0]).max():.4f}")
+    gap = np.abs(maps["fast"][0] - maps["baseline"][0]).max()
+    print(f"  fast vs baseline: max abs difference of the mean {gap:.4f}")
     found = {name: _particles(*m, locate_params) for name, m in {**maps, "float32": reference}.items()}
     print(f"  particles, fast vs baseline: {compare_particles(found['fast'], found['baseline'])}")
     print(f"  particles, fast vs float32: {compare_particles(found['fast'], found['float32'])}")
+
+
+def train_precision(config: dict, threads: int, epochs: int, seeds=(0, 1)) -> None:
+    """Print the baseline's held-out loss after the same epochs, float32 vs bfloat16 autocast, and epoch times."""
+    train, _, _, _ = settings(config)
+    kind, _, training = next(iter(cases(config, False).values()))
+    data = from_simulation(kind, **training)
+    names = data.attrs["class_names"].split(",")
+    print(f"\n{machine()}")
+    print(f"training precision: {train['arch']} width {train['width']} baseline, {data.sizes['sample']} tiles, "
+          f"{epochs} epochs, {threads} threads")
+    for seed in seeds:
+        losses = {}
+        for bf16 in (False, True):
+            _, history = fit_baseline(data["images"].values, data["masks"].values, n_classes=len(names),
+                                      class_names=names, threads=threads, bf16=bf16,
+                                      **{**train, "max_epochs": epochs, "patience": epochs, "seed": seed})
+            losses[bf16] = history.val_loss.iloc[-1]
+            print(f"  seed {seed}, {'bfloat16' if bf16 else 'float32 '}: held-out loss after {epochs} epochs "
+                  f"{losses[bf16]:.4f}, {history.seconds.median():.1f} s per epoch")
+        print(f"  seed {seed}: bfloat16 / float32 held-out loss {losses[True] / losses[False]:.3f}")
 
 
 def rods_ensemble(config: dict, folder: Path, threads: int) -> list:
@@ -203,11 +226,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=None, help="interleaved timing rounds (default 5; quick 2)")
     parser.add_argument("--members", nargs="+", help="with --speed: these checkpoints instead of training")
+    parser.add_argument("--train-precision", type=int, metavar="EPOCHS",
+                        help="only compare float32 and bfloat16 training over EPOCHS epochs")
     args = parser.parse_args()
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     train, locate_params, members, member_epochs = settings(config)
     rounds = args.rounds or (2 if args.quick else 5)
     frames = 4 if args.quick else 8
+    if args.train_precision:
+        train_precision(config, args.threads, args.train_precision)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         if args.speed:
             paths = args.members or rods_ensemble(config, Path(tmp), args.threads)

@@ -10,6 +10,7 @@ from rotdyn.networks import (
     group_members,
     inference_network,
     load_model,
+    max_pool2,
     pad_multiple,
     pick_device,
     predict_proba,
@@ -102,8 +103,7 @@ def _with_statistics(model, seed):
     return model.eval()
 
 
-@pytest.mark.parametrize("arch", ["dilnet", "unet"])
-@pytest.mark.parametrize("n_classes", [2, 3])
+@pytest.mark.parametrize(("arch", "n_classes"), [("dilnet", 2), ("unet", 3)])
 def test_grouped_network_equals_members_one_by_one(arch, n_classes):
     members = [_with_statistics(build_network(arch, n_classes, width=4), seed) for seed in range(3)]
     grouped = group_members(members)
@@ -150,3 +150,13 @@ def test_grouped_network_is_not_saved(tmp_path):
     grouped = group_members([build_network("dilnet", 2, width=4) for _ in range(2)])
     with pytest.raises(ValueError, match="one by one"):
         save_model(grouped, tmp_path / "m.pt", {"class_names": ["background", "rod"]})
+
+
+def test_max_pool2_equals_max_pool2d_with_and_without_autograd():
+    x = torch.randn(2, 3, 8, 10).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        assert torch.equal(max_pool2(x), torch.nn.functional.max_pool2d(x, 2))
+        assert torch.equal(max_pool2(x.bfloat16()), torch.nn.functional.max_pool2d(x.bfloat16(), 2))
+    x.requires_grad_(True)
+    max_pool2(x).sum().backward()  # training takes the autograd path
+    assert x.grad.sum() == 2 * 3 * 4 * 5

@@ -177,8 +177,10 @@ def test_member_statistics_match_torch(n_classes):
 def test_fast_path_float32_equals_members_one_by_one(tmp_path, workers):
     models, _ = load_ensemble(untrained_members(tmp_path, n_classes=3, seeds=(0, 1, 2)))
     x = torch.randn(3, 1, 20, 22)
-    with FastEnsemble(models, bf16=False, workers=workers) as fast:
+    before = torch.get_num_threads()
+    with FastEnsemble(models, bf16=False, threads=2, workers=workers) as fast:
         mean, variance = fast(x)
+    assert torch.get_num_threads() == before
     ref_mean, ref_variance = ensemble_proba(models, x)
     assert fast.settings["precision"] == "float32" and fast.settings["workers"] == workers
     assert torch.allclose(mean, ref_mean, atol=1e-5) and torch.allclose(variance, ref_variance, atol=1e-5)
@@ -193,7 +195,7 @@ def test_fast_path_bfloat16_is_close_to_float32(trained):
             p.mul_(1 + 0.05 * torch.randn_like(p))
     frames, masks = discs(4, size=48, seed=5)
     x = torch.from_numpy(frames)[:, None]
-    with FastEnsemble([model, other], bf16=True, workers=2) as fast:
+    with FastEnsemble([model, other], bf16=True, threads=2) as fast:
         mean, variance = fast(x)
     ref_mean, ref_variance = ensemble_proba([model, other], x)
     assert fast.settings["precision"] == "bfloat16"

@@ -4,7 +4,9 @@ Every frame goes through every ensemble member; the per-class probabilities
 are reduced to their mean over members (the segmentation) and their
 population variance (the uncertainty), as in paper 000 [1]_. Frames are
 read lazily and results written as they come, so a movie never has to fit in
-memory.
+memory. :class:`FastEnsemble` runs the members for inference (BatchNorm fused,
+bfloat16 where the CPU computes it natively, frames shared out among worker
+threads); :func:`ensemble_proba` runs them one by one, as the reference.
 
 References
 ----------
@@ -223,13 +225,20 @@ class FastEnsemble:
     all members one network of grouped convolutions instead. Precision
     follows :func:`rotdyn.networks.autocast_dtype`: with ``bf16="auto"``,
     bfloat16 only on CPUs that compute it natively (AMX or AVX512-BF16,
-    detected at run time) and on CUDA, float32 elsewhere. On a CPU the
-    frames of a batch are split among ``workers`` threads that each run one
-    intra-op thread: no thread waits for another at every layer, which on a
-    shared machine was measured to cost more than the layers themselves.
+    detected at run time) and on CUDA, float32 elsewhere.
+
+    On a CPU, frames go through the networks ``frames_per_pass`` at a time
+    (feature maps of 32 MB and more come fresh from the kernel for every
+    layer, and zeroing their pages was measured to cost more than the
+    convolutions), shared out among up to ``workers`` threads, which split
+    ``threads`` among them for their layers: with 2 threads and 2 frames or
+    more, two workers of one thread each, so no thread waits for another at
+    every layer (on a busy machine such waits cost more than the layers).
 
     In float32 the results equal :func:`ensemble_proba` over the members one
-    by one to float precision; in bfloat16 the mean stays within 0.02 of it.
+    by one to float precision; in bfloat16 the mean stays within 0.02 of
+    float32 (the image itself enters as two bfloat16 channels, its high and
+    low part).
 
     Parameters
     ----------
@@ -239,9 +248,13 @@ class FastEnsemble:
         See :func:`rotdyn.networks.autocast_dtype`.
     grouped : bool
         One grouped network for all members, rather than one network each.
+    threads : int or None
+        CPU threads in all (None: ``torch.get_num_threads()``).
     workers : int or None
-        CPU threads that share out the frames (None: ``torch.get_num_threads()``;
-        1: one pass with intra-op threads, as the members one by one do).
+        At most this many frames at once, each on its own thread (None: ``threads``;
+        1: one frame at a time with all threads inside each layer).
+    frames_per_pass : int
+        Frames per forward pass on a CPU (on a GPU, the whole call is one pass).
 
     Attributes
     ----------
@@ -254,7 +267,7 @@ class FastEnsemble:
     >>> from rotdyn.networks import build_network
     >>> members = [build_network("dilnet", 2, width=4).eval() for _ in range(3)]
     >>> x = torch.rand(4, 1, 16, 16)
-    >>> with FastEnsemble(members, bf16=False, workers=2) as fast:
+    >>> with FastEnsemble(members, bf16=False, threads=2) as fast:
     ...     mean, variance = fast(x)
     >>> ref_mean, ref_variance = ensemble_proba(members, x)
     >>> bool(torch.allclose(mean, ref_mean, atol=1e-5) and torch.allclose(variance, ref_variance, atol=1e-5))
@@ -264,7 +277,7 @@ class FastEnsemble:
     """
 
     def __init__(self, models: list[nn.Module], bf16: bool | str = "auto", grouped: bool = False,
-                 workers: int | None = None):
+                 threads: int | None = None, workers: int | None = None, frames_per_pass: int = 1):
         if not models:
             raise ValueError("no ensemble members given")
         self.device = model_device(models[0])
@@ -272,9 +285,11 @@ class FastEnsemble:
         self.dtype = autocast_dtype(self.device, bf16) or torch.float32
         groups = [models] if grouped else [[m] for m in models]
         self.networks = [inference_network(group, self.dtype) for group in groups]
-        self.workers = max(1, int(workers or torch.get_num_threads())) if self.device.type == "cpu" else 1
+        cpu = self.device.type == "cpu"
+        self.threads = max(1, int(threads or torch.get_num_threads()))
+        self.workers = min(self.threads, max(1, int(workers or self.threads))) if cpu else 1
+        self.frames_per_pass = max(1, int(frames_per_pass))
         self._pool = None
-        self.frames_per_pass = 1
         self.settings = {
             "precision": str(self.dtype).replace("torch.", ""),
             "device": self.device.type,
@@ -283,8 +298,9 @@ class FastEnsemble:
             "members": "one grouped network" if grouped else "one network each",
             "batchnorm": "fused into the convolutions",
             "memory_format": "channels_last",
+            "threads": self.threads if cpu else "n/a",
             "workers": self.workers,
-            "frames_per_pass": self.frames_per_pass if self.device.type == "cpu" else "batch",
+            "frames_per_pass": self.frames_per_pass if cpu else "batch",
         }
 
     def describe(self) -> str:
@@ -304,16 +320,16 @@ class FastEnsemble:
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and population variance ``(B, n_classes, H, W)`` float32 for images ``x`` ``(B, 1, H, W)``."""
         x = x.to(device=self.device, dtype=torch.float32).contiguous(memory_format=torch.channels_last)
-        # on a CPU one frame at a time: feature maps of 32 MB and more come
-        # fresh from the kernel for every layer, and zeroing their pages was
-        # measured to cost more than the convolutions
-        chunks = x.split(self.frames_per_pass) if self.device.type == "cpu" else [x]
-        if self.workers == 1 or len(chunks) == 1:
-            parts = [self._statistics(chunk) for chunk in chunks]
-        else:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="rotdyn-segment")
-            with num_threads(1):
+        if self.device.type != "cpu":
+            return self._statistics(x)
+        chunks = x.split(self.frames_per_pass)
+        workers = min(self.workers, len(chunks))
+        with num_threads(max(1, self.threads // workers)):  # the threads each worker's layers use
+            if workers == 1:
+                parts = [self._statistics(chunk) for chunk in chunks]
+            else:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="rotdyn-segment")
                 parts = list(self._pool.map(self._statistics, chunks))
         return torch.cat([m for m, _ in parts]), torch.cat([v for _, v in parts])
 
@@ -386,8 +402,8 @@ def segment_movie(movie_path, model_paths: list, out_path, *, batch_size: int = 
         them one at a time; on a GPU they are one forward pass).
     device, threads, bf16
         See :func:`rotdyn.networks.pick_device` and
-        :func:`rotdyn.networks.autocast_dtype`; CPU threads, each a worker of
-        :class:`FastEnsemble` (None: torch's thread count). Attributes
+        :func:`rotdyn.networks.autocast_dtype`; CPU threads (None: torch's
+        thread count), shared out by :class:`FastEnsemble`. Attributes
         ``precision`` and ``inference`` of the output record what ran.
 
     Examples
@@ -415,7 +431,7 @@ def segment_movie(movie_path, model_paths: list, out_path, *, batch_size: int = 
     models, meta = load_ensemble(model_paths, device)
     class_names = list(meta["class_names"])
     bad_frames = []
-    with num_threads(threads), FastEnsemble(models, bf16, workers=threads) as ensemble, \
+    with num_threads(threads), FastEnsemble(models, bf16, threads=threads) as ensemble, \
             xr.open_dataset(movie_path, cache=False) as movie:
         frames = movie["frames"]
         attrs = {
