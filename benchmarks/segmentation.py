@@ -155,6 +155,7 @@ def speed(paths: list, config: dict, folder: Path, threads: int, rounds: int, fr
                                                                 frames_per_pass=batch_size),
             "fast, grouped members": FastEnsemble(models, "auto", grouped=True, threads=threads),
             "fast, float32": FastEnsemble(models, False, threads=threads),
+            "baseline, float32": lambda x: ensemble_proba(models, x, None),
         })
     print(f"\n{machine()}")
     print(f"inference: {len(models)} x {models[0].arch} width {models[0].width}, {frames} frames of 512 x 512, "
