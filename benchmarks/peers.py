@@ -18,9 +18,10 @@ not from freshly mapped, kernel-zeroed pages):
 
 * rotdyn float32, tiled decoder (the CPU default of ``rotdyn.rvae.RVAE``);
 * rotdyn float32, plain layer-by-layer decoder (``tiled=False``);
-* rotdyn under ``torch.autocast("cpu", dtype=torch.bfloat16)``, as it is
-  today: the tiled kernel only runs in float32, so the decoder falls back
-  to the plain one (in bfloat16); fast only where ``cpu_has_fast_bf16()``;
+* rotdyn with the tiled decoder in bfloat16 (``precision="bfloat16"``:
+  bfloat16 operands, float32 accumulation, float32 weights and Adam), what
+  ``fit``'s ``precision="auto"`` picks for these windows on a CPU with
+  native bfloat16 (AMX or AVX512-BF16; slower than float32 elsewhere);
 * rotdyn's naive spatial-VAE decoder (per-pixel concatenation of
   coordinates and z; same weights and loss);
 * AtomAI ``atomai.models.rVAE`` trained by its own ``train_epoch()``;
@@ -33,7 +34,7 @@ that cannot be installed or imported is reported with the reason and left
 out. One likelihood for all: Gaussian with pixel sd 1 (AtomAI's "mse",
 pyroVED's ``decoder_sig=1``, rotdyn's ``noise_sd=1``), offsets scaled by 0.1
 grid units per latent unit with a N(0, 1) prior, the angle's KL as AtomAI's
-(rotdyn "vonmises", ``rotation_sd=0.1``; pyroVED: a N(0, 1) prior on the
+(rotdyn "uniform", ``rotation_sd=0.1``; pyroVED: a N(0, 1) prior on the
 angle, the one it has). -ELBO is printed in nats per window with every
 constant (AtomAI's loss leaves out ``P/2 log(2 pi)``: added back).
 
@@ -63,7 +64,7 @@ MARK = "PEERS-RESULT "
 ROTDYN = ("rotdyn-tiled", "rotdyn-plain", "rotdyn-bf16", "rotdyn-naive")
 PEERS = ("atomai", "pyroved")
 LABELS = {"rotdyn-tiled": "rotdyn float32, tiled decoder", "rotdyn-plain": "rotdyn float32, plain decoder",
-          "rotdyn-bf16": "rotdyn bf16 autocast (as today)", "rotdyn-naive": "rotdyn naive decoder",
+          "rotdyn-bf16": "rotdyn bfloat16, tiled decoder", "rotdyn-naive": "rotdyn naive decoder",
           "atomai": "AtomAI rVAE", "pyroved": "pyroVED iVAE"}
 SAME_FUNCTION = ("rotdyn-plain", "rotdyn-naive")  # the tiled decoder's function: fitted with --fit-all only
 PIP_PEERS = ["atomai", "pyroved", "six"]  # six: AtomAI's dependency mendeleev imports it undeclared
@@ -112,11 +113,11 @@ def _rotdyn(impl: str, x: np.ndarray, seed: int):
 
     torch.manual_seed(seed)
     model = RVAE(x.shape[1], latent_dim=LATENT, hidden=HIDDEN, likelihood="gaussian", noise_sd=1.0,
-                 rotation_prior="vonmises", rotation_sd=0.1, translation_sd=1.0, dx_scale=0.1,
-                 polarity=False, tiled=impl != "rotdyn-plain")
+                 rotation_prior="uniform", rotation_sd=0.1, translation_sd=1.0, dx_scale=0.1,
+                 polarity=False, tiled=impl != "rotdyn-plain",
+                 precision="bfloat16" if impl == "rotdyn-bf16" else "float32")
     if impl == "rotdyn-naive":  # negative_elbo calls self.decoder_raw: the instance attribute wins
         model.decoder_raw = lambda latent: naive_decoder_forward(model, latent)
-    amp = impl == "rotdyn-bf16"
     xt, gen = torch.from_numpy(x), torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=LR)
 
@@ -125,8 +126,7 @@ def _rotdyn(impl: str, x: np.ndarray, seed: int):
         order = torch.randperm(len(xt), generator=gen)
         for b in range(0, len(xt) - BATCH + 1, BATCH):  # whole batches only, as AtomAI's loader
             optimizer.zero_grad(set_to_none=True)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
-                loss = model.negative_elbo(xt[order[b:b + BATCH]], generator=gen)["loss"].mean()
+            loss = model.negative_elbo(xt[order[b:b + BATCH]], generator=gen)["loss"].mean()
             loss.backward()
             optimizer.step()
 
@@ -134,14 +134,16 @@ def _rotdyn(impl: str, x: np.ndarray, seed: int):
         out = model.negative_elbo(b, generator=gen)
         return out["loss"], out["nll"]
 
-    def neg_elbo():  # float32, whatever the training ran in
+    def neg_elbo():  # in float32, whatever the training ran in: the fits are compared, not the arithmetic
         model.eval()
-        with torch.no_grad():
-            return _mean_over(terms, xt)
+        trained, model.precision = model.precision, "float32"
+        try:
+            with torch.no_grad():
+                return _mean_over(terms, xt)
+        finally:
+            model.precision = trained
 
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
-        dtype = model.decoder_raw(torch.zeros(2, model.n_latent)).dtype
-    return epoch, neg_elbo, {"decoder_output": str(dtype).replace("torch.", "")}
+    return epoch, neg_elbo, {"decoder": str(model.decoder_dtype()).replace("torch.", "")}
 
 
 def _mean_over(per_window, xt, batch: int = 500) -> list[float]:

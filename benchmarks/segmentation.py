@@ -147,6 +147,10 @@ def score_crowded(config: dict, quick: bool, threads: int, folder: Path, kind_na
 
 
 # ------------------------------------------------------------------ speed
+# rods at the demo's density (24 per 128 x 128), a seed no training set uses
+SPEED_MOVIE = {"size": 512, "count": 384, "transition_frame": 4, "seed": 5}
+
+
 def machine() -> str:
     """CPU model, its bfloat16 flags and what rotdyn concludes from them."""
     flags, model = set(), platform.processor()
