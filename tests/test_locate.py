@@ -170,6 +170,41 @@ def test_distance_split_separates_overlapping_discs():
     assert sorted(split.x.round()) == [15, 24]
 
 
+def _crossing(shape=(48, 64), first=(30, 24, 0), second=(34, 26, 60)):
+    """Two 24 x 6 capsules crossing (x, y, angle of each), as one probability map, and their centre discs."""
+    body = np.maximum(capsule(shape, *first[:2], 24, 6, first[2]), capsule(shape, *second[:2], 24, 6, second[2]))
+    centres = np.maximum(ellipse(shape, *first[:2], 4, 4, 0), ellipse(shape, *second[:2], 4, 4, 0))
+    return np.clip(body - centres, 0, 1), centres  # softmax classes: a centre pixel is no body pixel
+
+
+def test_centre_split_separates_crossing_rods_that_no_valley_parts():
+    body, centres = _crossing()
+    assert len(one(body + centres)) == 1  # an X without a valley: one particle for the valley split
+    found = locate_frame(body[None], body[None] / 10, [1], centres, split="centre")
+    assert len(found) == 2
+    found = found.sort_values("x")
+    # x, y come from the centre probability, not from the lopsided halves the watershed draws
+    assert found.x.tolist() == pytest.approx([30, 34], abs=0.1)
+    assert found.y.tolist() == pytest.approx([24, 26], abs=0.1)
+    assert found["class"].tolist() == [1, 1] and found.area.sum() == (body + centres > 0.5).sum()
+    # A rod whose centre the ensemble missed is still one particle, centred on its own pixels.
+    lone = capsule((48, 64), 30.3, 20.0, 24, 6, 0)
+    table = locate_frame(lone[None], lone[None] / 10, [1], np.zeros_like(lone), split="centre")
+    assert len(table) == 1 and table.x[0] == pytest.approx(30.3, abs=0.1)
+
+
+def test_centre_class_read_from_the_probability_file():
+    body, centres = _crossing()
+    mean = np.stack([body, centres])[None]
+    prob = prob_dataset(mean, classes=[1, 2]).assign_coords(class_name=("class", ["rod", "centre"]))
+    found = locate(prob, split="centre").to_dataframe()
+    assert len(found) == 2 and set(found["class"]) == {1}  # the centre class is no particle class
+    merged = locate(prob).to_dataframe()  # other splits: centre pixels count as the rod's, one X
+    assert len(merged) == 1 and merged.area[0] == (body + centres > 0.5).sum()
+    with pytest.raises(ValueError, match="training_set.centres"):
+        locate(prob_dataset(mean[:, :1]), split="centre")
+
+
 def test_faint_particle_without_a_core_is_still_found():
     table = one(0.7 * ellipse((40, 40), 20, 20, 16, 6, 45))  # never above marker_threshold
     assert len(table) == 1

@@ -6,12 +6,17 @@ from rotdyn.networks import (
     DilNet,
     autocast_dtype,
     build_network,
+    fuse_batchnorm,
+    group_members,
+    inference_network,
     load_model,
+    max_pool2,
     pad_multiple,
     pick_device,
     predict_proba,
     probabilities,
     save_model,
+    stem,
 )
 
 
@@ -87,3 +92,71 @@ def test_devices_and_precision():
     assert autocast_dtype("cpu", True) == torch.bfloat16
     with pytest.raises(ValueError):
         autocast_dtype("cpu", "maybe")
+
+
+def _with_statistics(model, seed):
+    """``model`` in eval mode with BatchNorm running statistics moved off their defaults."""
+    torch.manual_seed(seed)
+    model.train()
+    with torch.no_grad():
+        model(torch.randn(4, 1, 24, 24) * 2 + 1)
+    return model.eval()
+
+
+@pytest.mark.parametrize(("arch", "n_classes"), [("dilnet", 2), ("unet", 3)])
+def test_grouped_network_equals_members_one_by_one(arch, n_classes):
+    members = [_with_statistics(build_network(arch, n_classes, width=4), seed) for seed in range(3)]
+    grouped = group_members(members)
+    x = torch.randn(2, 1, 21, 26)
+    with torch.no_grad():
+        one_by_one = torch.cat([m(x) for m in members], dim=1)
+        together = grouped(x)
+    assert grouped.members == 3 and together.shape == one_by_one.shape
+    assert torch.allclose(together, one_by_one, atol=1e-5, rtol=1e-5)
+    assert (one_by_one[:, 0] - one_by_one[:, -1]).abs().max() > 1e-3  # members differ: the order matters
+
+
+def test_group_members_rejects_mixed_members():
+    with pytest.raises(ValueError, match="member 1"):
+        group_members([build_network("dilnet", 2, width=4), build_network("dilnet", 2, width=8)])
+    with pytest.raises(ValueError, match="no ensemble members"):
+        group_members([])
+
+
+def test_fused_batchnorm_keeps_outputs():
+    model = _with_statistics(build_network("dilnet", 3, width=4), seed=1)
+    fused = fuse_batchnorm(model)
+    x = torch.randn(2, 1, 20, 18)
+    with torch.no_grad():
+        assert torch.allclose(fused(x), model(x), atol=1e-5, rtol=1e-5)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())  # the original is left alone
+
+
+def test_inference_network_bfloat16_keeps_the_image_precise():
+    members = [_with_statistics(build_network("dilnet", 2, width=4), seed) for seed in range(2)]
+    x = torch.rand(2, 1, 16, 16)
+    fast = inference_network(members, torch.bfloat16)
+    assert stem(fast)[0].dtype == torch.bfloat16 and stem(fast)[1].in_channels == 2
+    assert all(p.dtype == torch.bfloat16 and not p.requires_grad for p in fast.parameters())
+    with torch.no_grad():
+        logits = fast(x)
+        reference = torch.cat([m(x) for m in members], dim=1)
+    assert logits.dtype == torch.bfloat16
+    assert (logits.float() - reference).abs().max() < 0.05 * reference.abs().max()
+
+
+def test_grouped_network_is_not_saved(tmp_path):
+    grouped = group_members([build_network("dilnet", 2, width=4) for _ in range(2)])
+    with pytest.raises(ValueError, match="one by one"):
+        save_model(grouped, tmp_path / "m.pt", {"class_names": ["background", "rod"]})
+
+
+def test_max_pool2_equals_max_pool2d_with_and_without_autograd():
+    x = torch.randn(2, 3, 8, 10).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        assert torch.equal(max_pool2(x), torch.nn.functional.max_pool2d(x, 2))
+        assert torch.equal(max_pool2(x.bfloat16()), torch.nn.functional.max_pool2d(x.bfloat16(), 2))
+    x.requires_grad_(True)
+    max_pool2(x).sum().backward()  # training takes the autograd path
+    assert x.grad.sum() == 2 * 3 * 4 * 5

@@ -18,9 +18,10 @@ import xarray as xr
 
 from workflow_helpers import ROOT, SNAKEMAKE, TINY, jobs, rods_movie, snakemake
 
-PER_MOVIE = {"ingest", "segment", "locate", "patches", "fit_rvae", "encode", "rvae_figures",
+PER_MOVIE = {"ingest", "segment", "locate", "patches", "fit_rvae", "encode", "rvae_figures", "qc", "qc_figure",
              "kde", "nmf", "dynamics_figures", "link", "maps", "summary"}
-AFTER_RVAE = {"fit_rvae", "encode", "rvae_figures", "kde", "nmf", "dynamics_figures", "link", "maps", "summary"}
+AFTER_RVAE = {"fit_rvae", "encode", "rvae_figures", "qc", "qc_figure", "kde", "nmf", "dynamics_figures", "link",
+              "maps", "summary"}
 
 
 def dry_run(workflow, *args):
@@ -94,7 +95,7 @@ ENTRIES = {
     "locate": "rotdyn.locate", "patches": "rotdyn.patches", "fit_rvae": "rotdyn.fit_rvae",
     "encode": "rotdyn.encode", "rvae_figures": "rotdyn.figures.rvae", "kde": "rotdyn.kde", "nmf": "rotdyn.nmf",
     "dynamics_figures": "rotdyn.figures.dynamics", "link": "rotdyn.link", "maps": "rotdyn.figures.maps",
-    "summary": "rotdyn.summary",
+    "summary": "rotdyn.summary", "qc": "rotdyn.qc", "qc_figure": "rotdyn.figures.qc",
 }
 
 

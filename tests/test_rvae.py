@@ -83,8 +83,9 @@ def test_tiled_gradients_equal_plain_autograd():
         torch.testing.assert_close(grads[0][name], g, rtol=1e-4, atol=1e-6 * float(g.abs().max()) + 1e-9)
 
 
-def test_tiled_decoder_refuses_stale_buffers():
-    model = _model(size=12, tiled=True)
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_tiled_decoder_refuses_stale_buffers(precision):
+    model = _model(size=12, tiled=True, precision=precision)
     lat = torch.randn(4, model.n_latent)
     first = model.decoder_raw(lat).sum()
     model.decoder_raw(lat).sum()  # overwrites the saved activations

@@ -1,4 +1,5 @@
 """Ensemble segmentation of a movie: streamed output equals the in-memory answer; bad frames."""
+import copy
 import logging
 
 import numpy as np
@@ -7,8 +8,8 @@ import torch
 import xarray as xr
 
 from rotdyn.evaluate.segmentation import time_inference
-from rotdyn.networks import build_network, predict_proba, save_model
-from rotdyn.segment import clean_frames, ensemble_proba, load_ensemble, segment_movie
+from rotdyn.networks import build_network, load_model, predict_proba, save_model
+from rotdyn.segment import FastEnsemble, clean_frames, ensemble_proba, load_ensemble, member_statistics, segment_movie
 from rotdyn.train import fit_baseline
 
 
@@ -154,3 +155,61 @@ def test_clean_frames():
 def test_time_inference(tmp_path):
     models, _ = load_ensemble(untrained_members(tmp_path, n_classes=2, seeds=(0,)))
     assert time_inference(models, shape=(32, 32), n_frames=2, batch_size=2, bf16=False) > 0
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_member_statistics_match_torch(n_classes):
+    torch.manual_seed(0)
+    n_out = 1 if n_classes == 2 else n_classes
+    logits = torch.randn(2, 4 * n_out, 5, 6) * 3
+    mean, variance = member_statistics(logits, 4, n_classes)
+    per_member = logits.unflatten(1, (4, n_out))
+    if n_classes == 2:
+        p = torch.sigmoid(per_member[:, :, 0])
+        p = torch.stack([1 - p, p], dim=2)
+    else:
+        p = torch.softmax(per_member, dim=2)
+    assert torch.allclose(mean, p.mean(1), atol=1e-6)
+    assert torch.allclose(variance, p.var(1, unbiased=False), atol=1e-6)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_fast_path_float32_equals_members_one_by_one(tmp_path, workers):
+    models, _ = load_ensemble(untrained_members(tmp_path, n_classes=3, seeds=(0, 1, 2)))
+    x = torch.randn(3, 1, 20, 22)
+    before = torch.get_num_threads()
+    with FastEnsemble(models, bf16=False, threads=2, workers=workers) as fast:
+        mean, variance = fast(x)
+    assert torch.get_num_threads() == before
+    ref_mean, ref_variance = ensemble_proba(models, x)
+    assert fast.settings["precision"] == "float32" and fast.settings["workers"] == workers
+    assert torch.allclose(mean, ref_mean, atol=1e-5) and torch.allclose(variance, ref_variance, atol=1e-5)
+    assert ref_variance.max() > 1e-4  # the members differ
+
+
+def test_fast_path_bfloat16_is_close_to_float32(trained):
+    model, _ = load_model(trained)
+    other = copy.deepcopy(model)
+    with torch.no_grad():  # a second, different member
+        for p in other.parameters():
+            p.mul_(1 + 0.05 * torch.randn_like(p))
+    frames, masks = discs(4, size=48, seed=5)
+    x = torch.from_numpy(frames)[:, None]
+    with FastEnsemble([model, other], bf16=True, threads=2) as fast:
+        mean, variance = fast(x)
+    ref_mean, ref_variance = ensemble_proba([model, other], x)
+    assert fast.settings["precision"] == "bfloat16"
+    assert (ref_mean[:, 1] > 0.9).any() and (ref_mean[:, 1] < 0.1).any()  # real maps, not 0.5 everywhere
+    assert (mean - ref_mean).abs().max() < 0.02
+    assert (variance - ref_variance).abs().max() < 0.02
+    assert ((mean[:, 1] > 0.5) == (ref_mean[:, 1] > 0.5)).float().mean() > 0.999
+
+
+def test_segment_movie_records_the_inference_settings(tmp_path):
+    frames = np.random.default_rng(2).normal(size=(3, 16, 16)).astype(np.float32)
+    movie = write_movie(tmp_path / "movie.nc", frames)
+    segment_movie(movie, untrained_members(tmp_path, n_classes=2), tmp_path / "seg.nc", device="cpu",
+                  threads=2, bf16=False)
+    with xr.open_dataset(tmp_path / "seg.nc") as seg:
+        assert seg.attrs["precision"] == "float32"
+        assert "workers: 2" in seg.attrs["inference"] and "batchnorm: fused" in seg.attrs["inference"]

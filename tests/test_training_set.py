@@ -4,17 +4,20 @@ import numpy as np
 import pytest
 import tifffile
 import xarray as xr
+from scipy import ndimage
 
 from rotdyn.preprocess import flatten, normalize, preprocess
 from rotdyn.simulate import simulate
 from rotdyn.store import write_netcdf
 from rotdyn.training_set import (
     TrainingSetError,
+    centre_discs,
     contact_pixels,
     from_labels,
     from_simulation,
     pair_files,
     tile_starts,
+    training_arrays,
     training_set,
 )
 
@@ -283,6 +286,46 @@ def test_simulated_attrs_and_no_separation(rods):
     assert kept.attrs["removed_contact_pixels"] == 0
 
 
+def test_centre_class_marks_every_rod_centre_even_under_another_rod():
+    params = dict(frames=3, size=96, count=14, length=22.0, width=6.0, placement="independent", seed=4, tile=96)
+    sim = simulate("rods", **{k: v for k, v in params.items() if k != "tile"})
+    plain, ds = from_simulation("rods", **params), from_simulation("rods", centres=True, **params)
+    xr.testing.assert_identical(ds.masks, plain.masks)  # whole rods, for anything that measures them
+    assert ds.attrs["class_names"] == "background,rod" and ds.attrs["n_classes"] == 2
+    assert ds.attrs["centres"] == 1 and ds.attrs["centre_radius"] == pytest.approx(2.0)
+    centre = ds.centres.values == 1
+    targets = training_arrays(ds)  # what the networks learn: the centre class drawn over the rods
+    assert targets["class_names"] == ["background", "rod", "centre"] and targets["n_classes"] == 3
+    np.testing.assert_array_equal(targets["masks"], np.where(centre, 2, plain.masks.values))
+    mask = ds.masks.values
+    truth = sim.truth.reset_index(drop=True)
+    ids = centre_discs(truth, mask.shape, 2.0)
+    # Touching discs are parted: no two 8-neighbour centre pixels belong to different rods ...
+    for c_a, c_b, i_a, i_b in _pairs(centre, ids):
+        assert np.all(i_a[c_a & c_b] == i_b[c_a & c_b])
+    assert np.array_equal(centre, (ids > 0) & ~contact_pixels(ids))
+    # ... and a rod far enough from every other centre keeps its whole disc: about pi r^2 = 12.6 px, centred on the truth.
+    xy = truth[["x", "y"]].to_numpy()
+    gap = np.array([np.hypot(*(xy[truth.frame == r.frame] - xy[i]).T)[truth.frame[truth.frame == r.frame].index != i].min()
+                    for i, r in truth.iterrows()])
+    alone = np.flatnonzero(gap > 6)
+    assert len(alone) >= 0.7 * len(truth)
+    for i in alone:
+        yy, xx = np.nonzero(centre[truth.frame[i]] & (ids[truth.frame[i]] == i + 1))
+        assert 11 <= len(yy) <= 15 and abs(xx.mean() - truth.x[i]) < 0.5 and abs(yy.mean() - truth.y[i]) < 0.5
+    # Centres under another rod are marked too: the networks learn where a hidden centre lies.
+    at = truth.frame, truth.y.round().astype(int), truth.x.round().astype(int)
+    hidden = np.flatnonzero(sim.instances[at] != truth.id.to_numpy())
+    assert len(np.intersect1d(hidden, alone)) >= 2 and centre[at][np.intersect1d(hidden, alone)].all()
+
+
+def test_centre_discs_clip_at_the_border():
+    import pandas as pd
+    discs = centre_discs(pd.DataFrame({"frame": [1], "x": [0.2], "y": [3.0]}), (2, 6, 5), 1.5) > 0
+    assert not discs[0].any()
+    assert discs[1].sum() == 6 and discs[1, 3, :2].all() and discs[1, 2:5, 0].all()
+
+
 def test_simulated_images_flattened_then_normalised(rods):
     sim, ds = rods
     images = ds.images.values
@@ -344,3 +387,15 @@ def test_unreadable_file_is_a_training_set_error(tmp_path):
     (tmp_path / "a_mask.png").write_bytes(b"not a png")
     with pytest.raises(TrainingSetError, match="a_mask.png: cannot read"):
         from_labels(tmp_path, tile=8)
+
+
+def test_centres_from_config_simulated_only(tmp_path, folder, caplog):
+    d, _ = folder
+    config = {"set": "demo", "tile": 64, "centres": True,
+              "simulate": {"kind": "rods", "frames": 1, "size": 64, "count": 3, "seed": 2}}
+    sim = training_set(config, labels_root=tmp_path / "empty")
+    assert sim.attrs["centres"] == 1 and int(sim.centres.sum()) > 0
+    assert training_arrays(sim)["class_names"] == ["background", "rod", "centre"]
+    labelled = training_set({**config, "set": d.name}, labels_root=d.parent)
+    assert "centres" not in labelled and "labelled masks do not give" in caplog.text
+    assert training_arrays(labelled)["class_names"] == labelled.attrs["class_names"].split(",")

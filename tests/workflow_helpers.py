@@ -78,7 +78,7 @@ def rods_movie(path: Path, seed: int, frames: int = 6, size: int = 64) -> None:
     np.save(path, sim.frames)
 
 
-def assert_same_results(a: Path, b: Path, patterns=("*/*.nc", "*/*.csv", "*/summary.json")) -> int:
+def assert_same_results(a: Path, b: Path, patterns=("**/*.nc", "**/*.csv", "**/summary.json", "**/qc.json")) -> int:
     """Every table and dataset under results/ of run ``a`` equals run ``b``'s; returns how many.
 
     Attributes (creation times) and the ``seconds`` timing columns are left out.

@@ -29,7 +29,7 @@ import torch
 import xarray as xr
 
 from .jobs import device
-from .networks import autocast, autocast_dtype, model_device, num_threads, pick_device
+from .networks import autocast, autocast_dtype, cpu_has_fast_bf16, model_device, num_threads, pick_device
 from .rvae import RVAE, save_rvae
 from .store import atomic_path, plain
 
@@ -213,7 +213,7 @@ def fit(patches, *, latent_dim: int = 2, epochs: int = 3000, batch_size: int = 2
         seed: int = 0, test_fraction: float = 0.25, device: str = "auto", threads: int | None = None,
         checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 10,
         progress: Callable[[dict], None] | None = None, amp: bool | str = "auto", polarity_every: int = 5,
-        **model_options) -> tuple[RVAE, pd.DataFrame]:
+        precision: str = "auto", **model_options) -> tuple[RVAE, pd.DataFrame]:
     """Train an :class:`~rotdyn.rvae.RVAE` on windows with Adam (paper 000: lr 1e-4, batch 200).
 
     Parameters
@@ -249,6 +249,12 @@ def fit(patches, *, latent_dim: int = 2, epochs: int = 3000, batch_size: int = 2
     polarity_every : int
         With the model option ``polarity`` (default on), refit the head-tail
         reference on the training windows after every this many epochs.
+    precision : {"auto", "float32", "bfloat16"}
+        Compute dtype of the decoder (:class:`~rotdyn.rvae.RVAE`'s option;
+        weights and Adam stay float32). "auto": bfloat16 on a CPU that
+        computes it natively, for windows where it measured faster
+        (``docs/rvae-speed.md``). Resolved once; logged, part of the
+        checkpoint's settings and of ``training_info["precision"]``.
     **model_options
         Passed to :class:`~rotdyn.rvae.RVAE` (``hidden``, ``encoder``,
         ``likelihood``, ``rotation_prior``, ``rotation_sd``, ``polarity``, ...).
@@ -282,7 +288,8 @@ def fit(patches, *, latent_dim: int = 2, epochs: int = 3000, batch_size: int = 2
                           model=model_options))
 
     with num_threads(threads):
-        state = _new_state(size, latent_dim, lr, seed, dev, amp_dtype, model_options)
+        state = _new_state(size, latent_dim, lr, seed, dev, amp_dtype, dict(model_options, precision=precision))
+        settings["precision"] = precision = _fix_precision(state.model, dev, amp_dtype, precision)
         resume(state, checkpoint, settings, epochs)
         x = torch.as_tensor(x_np, device=dev)
         train_t, test_t = torch.as_tensor(train_idx, device=dev), torch.as_tensor(test_idx, device=dev)
@@ -306,7 +313,7 @@ def fit(patches, *, latent_dim: int = 2, epochs: int = 3000, batch_size: int = 2
 
     history = pd.DataFrame(state.history, columns=HISTORY_COLUMNS).astype({"epoch": np.int64})
     state.model.training_info = _training_info(state.model, history, epochs, batch_size, lr, seed, test_fraction,
-                                               len(train_idx), len(test_idx), dev, amp_dtype)
+                                               len(train_idx), len(test_idx), dev, amp_dtype, precision)
     return state.model.eval(), history
 
 
@@ -321,14 +328,23 @@ def _new_state(size, latent_dim, lr, seed, dev, amp_dtype, model_options) -> Fit
                     noise_gen=torch.Generator(device=dev).manual_seed(seed + 2))
 
 
+def _fix_precision(model: RVAE, dev, amp_dtype, asked: str) -> str:
+    """Fix the model's decoder precision for the whole fit ("auto" resolved) and log it."""
+    with autocast(dev, amp_dtype):
+        model.precision = str(model.decoder_dtype(dev)).removeprefix("torch.")
+    log.info("rvae: decoder in %s (precision %s; autocast %s; CPU computes bfloat16 natively: %s)",
+             model.precision, asked, amp_dtype, cpu_has_fast_bf16())
+    return model.precision
+
+
 def _training_info(model, history, epochs, batch_size, lr, seed, test_fraction, n_train, n_test, dev,
-                   amp_dtype) -> dict:
+                   amp_dtype, precision) -> dict:
     """What the model file records of its training (``model.training_info``)."""
     last = history.iloc[-1] if len(history) else None
     noise = model.noise_sd()
     return plain(dict(
         epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, test_fraction=test_fraction,
-        n_train=n_train, n_test=n_test, device=dev.type, amp=str(amp_dtype),
+        n_train=n_train, n_test=n_test, device=dev.type, amp=str(amp_dtype), precision=precision,
         final_train_loss=None if last is None else last["train_loss"],
         final_test_loss=None if last is None else last["test_loss"],
         noise_sd=None if noise is None else float(torch.as_tensor(noise).detach())), nan=float("nan"))

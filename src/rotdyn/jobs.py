@@ -14,6 +14,12 @@ from dataclasses import dataclass, field
 class Named(list):
     """A list whose items can also be read by name, as Snakemake's ``input`` and ``output``.
 
+    Parameters
+    ----------
+    items : dict or iterable
+        A dict gives the items in its order, each also readable as an
+        attribute under its key; any other iterable gives unnamed items.
+
     Examples
     --------
     >>> files = Named({"movie": "a.nc", "truth": "a.csv"})
@@ -36,6 +42,25 @@ class Job:
     Inside the workflow the entry function gets Snakemake's own ``snakemake``
     object, which has the same attributes; build a :class:`Job` to run a stage
     from Python (:func:`job` fills the lists).
+
+    Parameters
+    ----------
+    rule : str
+        The rule's name, a key of :data:`rotdyn.stages.STAGES`.
+    input, output, params, wildcards, log, resources : Named
+        As Snakemake's job has them (empty by default).
+    threads : int
+        Threads the job may use.
+    config : dict
+        The workflow's configuration.
+
+    Examples
+    --------
+    >>> j = Job("link", input=Named({"latents": "l.nc"}), threads=2)
+    >>> j.input.latents, j.threads, len(j.output)
+    ('l.nc', 2, 0)
+    >>> Job("kde").output is Job("kde").output  # every job its own lists
+    False
     """
 
     rule: str
@@ -53,6 +78,23 @@ def job(rule: str, *, input=(), output=(), params=None, wildcards=None, log=(), 
         resources=None, config=None) -> Job:
     """A :class:`Job` for ``rule`` from plain lists and dicts.
 
+    Parameters
+    ----------
+    rule : str
+        The rule's name.
+    input, output, log : dict or iterable
+        Files, by name (dict) or in order.
+    params, wildcards, resources : dict or None
+        By name; ``resources.gpu`` is 0 unless given.
+    threads : int
+        Threads the job may use.
+    config : dict or None
+        The workflow's configuration (copied).
+
+    Returns
+    -------
+    Job
+
     Examples
     --------
     >>> j = job("kde", input={"latents": "l.nc", "movie": "m.nc"}, output=["kde.nc"])
@@ -64,5 +106,21 @@ def job(rule: str, *, input=(), output=(), params=None, wildcards=None, log=(), 
 
 
 def device(job) -> str:
-    """Where a job runs its network: ``"auto"`` (a GPU when one is there) if it asked for a GPU, else CPU."""
+    """Where a job runs its network: ``"auto"`` (a GPU when one is there) if it asked for a GPU, else CPU.
+
+    Parameters
+    ----------
+    job : snakemake job or Job
+        Its ``resources.gpu`` (missing = 0) says whether it asked for a GPU.
+
+    Returns
+    -------
+    str
+        ``"auto"`` or ``"cpu"``.
+
+    Examples
+    --------
+    >>> device(job("segment", resources={"gpu": 1})), device(job("segment"))
+    ('auto', 'cpu')
+    """
     return "auto" if getattr(job.resources, "gpu", 0) else "cpu"

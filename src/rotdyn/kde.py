@@ -511,7 +511,10 @@ def run(job) -> None:
             bandwidth["angle"] = p["angle_bandwidth"]
         frames = movie["frame"].values
         bad = _bad_frames(job)
-        if bad:
+        if bad and np.isin(frames, bad).all():
+            log.warning("the self-check found every frame bad (qc.json); the dynamics keep them all")
+            bad = []
+        elif bad:
             log.warning("frames %s left out of the dynamics: the self-check found them bad (qc.json)", bad)
             frames = frames[~np.isin(frames, bad)]
         kde = kde_maps(latents, frames, grid_points=p["grid_points"], bandwidth=bandwidth)

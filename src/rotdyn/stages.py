@@ -30,7 +30,23 @@ _ROOT = Path(__file__).resolve().parent
 
 @dataclass(frozen=True)
 class Stage:
-    """One workflow rule: its entry function (``"module:function"``) and output patterns."""
+    """One workflow rule: its entry function (``"module:function"``) and output patterns.
+
+    Parameters
+    ----------
+    entry : str
+        ``"module:function"``, the function called with the job.
+    outputs : tuple of str
+        The rule's output patterns, in the rule's order, wildcards without
+        constraints.
+    doc : str
+        What the stage does, in a few words.
+
+    Examples
+    --------
+    >>> STAGES["locate"].entry, STAGES["locate"].outputs
+    ('rotdyn.locate:run', ('results/{movie}/particles.nc',))
+    """
 
     entry: str
     outputs: tuple[str, ...]
@@ -38,7 +54,17 @@ class Stage:
 
     @property
     def module(self) -> str:
-        """The module that holds the entry function, e.g. ``"rotdyn.kde"``."""
+        """The module that holds the entry function, e.g. ``"rotdyn.kde"``.
+
+        Returns
+        -------
+        str
+
+        Examples
+        --------
+        >>> STAGES["rvae_figures"].module
+        'rotdyn.figures.rvae'
+        """
         return self.entry.partition(":")[0]
 
 
@@ -108,6 +134,24 @@ def _absolute(node: ast.ImportFrom, module: str, is_package: bool) -> str:
 def direct_imports(module: str) -> set[str]:
     """``rotdyn`` modules that ``module``'s source imports anywhere (functions included).
 
+    Read from the source with :mod:`ast`, nothing imported; relative imports
+    are resolved, and ``from a import b`` counts ``a.b`` when it is a module.
+
+    Parameters
+    ----------
+    module : str
+        A ``rotdyn`` module, e.g. ``"rotdyn.kde"``.
+
+    Returns
+    -------
+    set of str
+        The ``rotdyn`` modules (and packages) it names in an import.
+
+    Raises
+    ------
+    ValueError
+        When ``module`` is not a module of the package.
+
     Examples
     --------
     >>> sorted(direct_imports("rotdyn.contracts"))
@@ -140,6 +184,17 @@ def _with_parents(name: str) -> set[str]:
 def import_closure(module: str) -> tuple[str, ...]:
     """Every ``rotdyn`` module that importing ``module`` can run, sorted.
 
+    Parameters
+    ----------
+    module : str
+        A ``rotdyn`` module.
+
+    Returns
+    -------
+    tuple of str
+        ``module``, its parent packages and, transitively, every module they
+        import (:func:`direct_imports`) with its parents.
+
     Examples
     --------
     >>> closure = import_closure("rotdyn.nmf")
@@ -163,6 +218,15 @@ def import_closure(module: str) -> tuple[str, ...]:
 def stage_modules(rule: str) -> tuple[str, ...]:
     """The import closure of ``rule``'s entry function (see :func:`import_closure`).
 
+    Parameters
+    ----------
+    rule : str
+        A key of :data:`STAGES`.
+
+    Returns
+    -------
+    tuple of str
+
     Examples
     --------
     >>> "rotdyn.formats" in stage_modules("ingest")
@@ -173,6 +237,17 @@ def stage_modules(rule: str) -> tuple[str, ...]:
 
 def stage_code(rule: str) -> str:
     """Short hash of the source of every module ``rule`` runs: a rule param, so edits rerun it.
+
+    Parameters
+    ----------
+    rule : str
+        A key of :data:`STAGES`.
+
+    Returns
+    -------
+    str
+        16 hexadecimal digits of the SHA-256 of the names and sources of
+        :func:`stage_modules`.
 
     Examples
     --------
@@ -188,7 +263,31 @@ def stage_code(rule: str) -> str:
 
 
 def stage(rule: str) -> Stage:
-    """The :class:`Stage` of ``rule``; a clear error for a rule not in the map."""
+    """The :class:`Stage` of ``rule``; a clear error for a rule not in the map.
+
+    Parameters
+    ----------
+    rule : str
+        A rule's name.
+
+    Returns
+    -------
+    Stage
+
+    Raises
+    ------
+    KeyError
+        Naming the rule when it is not in :data:`STAGES`.
+
+    Examples
+    --------
+    >>> stage("nmf").entry
+    'rotdyn.nmf:run'
+    >>> stage("plot")
+    Traceback (most recent call last):
+    ...
+    KeyError: "rule 'plot' is not in the stage map (rotdyn.stages.STAGES)"
+    """
     try:
         return STAGES[rule]
     except KeyError:
@@ -198,13 +297,43 @@ def stage(rule: str) -> Stage:
 def check_rules(rules) -> None:
     """Check that the Snakemake ``rules`` that run a stage write what the map says.
 
+    Rules without a script (``all``, ...) are passed over; a wildcard's
+    constraint (``{movie,[^/]+}``) does not count as a difference.
+
     Parameters
     ----------
-    rules : iterable of Snakemake rules (``workflow.rules``), each with ``name``, ``output``, ``script``.
+    rules : iterable of Snakemake rules
+        ``workflow.rules``, each with ``name``, ``output`` and ``script``.
+
+    Returns
+    -------
+    None
+        When every stage has its rule and every rule writes what the map says.
 
     Raises
     ------
-    ValueError naming the rule whose outputs differ from :data:`STAGES`, or a stage with no rule.
+    ValueError
+        Naming the rule whose outputs differ from :data:`STAGES`, or the
+        stages with no rule.
+
+    Examples
+    --------
+    Objects with a rule's three attributes stand in for Snakemake's rules:
+
+    >>> from types import SimpleNamespace as Rule
+    >>> rules = [Rule(name=name, output=list(s.outputs), script="../scripts/stage.py")
+    ...          for name, s in STAGES.items()]
+    >>> rules[1].output = ["results/{movie,[^/]+}/movie.nc"]  # ingest, with a constraint
+    >>> check_rules(rules + [Rule(name="all", output=[], script=None)])
+    >>> check_rules(rules[:-1])
+    Traceback (most recent call last):
+    ...
+    ValueError: stage(s) ['summary'] in rotdyn.stages.STAGES have no rule
+    >>> rules[-1].output = ["results/{movie}/summary.csv"]
+    >>> check_rules(rules)
+    Traceback (most recent call last):
+    ...
+    ValueError: rule summary writes ('results/{movie}/summary.csv',); rotdyn.stages.STAGES says ...
     """
     ran = set()
     for rule in rules:
@@ -221,7 +350,24 @@ def check_rules(rules) -> None:
 
 # ------------------------------------------------------------------- running
 def entry_function(rule: str):
-    """The entry function of ``rule``, imported."""
+    """The entry function of ``rule``, imported.
+
+    Parameters
+    ----------
+    rule : str
+        A key of :data:`STAGES`.
+
+    Returns
+    -------
+    callable
+        The function named by the stage's ``entry``; it takes the job.
+
+    Examples
+    --------
+    >>> import rotdyn.simulate
+    >>> entry_function("simulate") is rotdyn.simulate.run
+    True
+    """
     module, _, name = stage(rule).entry.partition(":")
     return getattr(importlib.import_module(module), name)
 
@@ -230,6 +376,23 @@ def run_stage(job: Any) -> None:
     """Run the stage of ``job.rule`` with its log file receiving everything the package logs.
 
     This is all ``workflow/scripts/stage.py`` does, with Snakemake's ``snakemake`` object.
+
+    Parameters
+    ----------
+    job : snakemake job or :class:`rotdyn.jobs.Job`
+        ``rule`` picks the stage; ``log[0]``, when there is one, receives the
+        log (else standard error); the entry function reads the rest.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from rotdyn.jobs import job
+    >>> d = tempfile.mkdtemp()
+    >>> sim = {"size": 32, "frames": 2, "count": 1, "seed": 0, "pixel_size_nm": 1.0, "frame_interval_s": 1.0}
+    >>> run_stage(job("simulate", output={"movie": os.path.join(d, "movie.nc"), "truth": os.path.join(d, "truth.csv")},
+    ...               params={"sim": sim}, wildcards={"kind": "rods"}, log=[os.path.join(d, "simulate.log")]))
+    >>> "simulated rods: 2 frames" in open(os.path.join(d, "simulate.log")).read()
+    True
     """
     from .logs import log_to
 

@@ -13,7 +13,7 @@ from snakemake.utils import validate
 # where rotdyn is not installed, as in a --sdm conda environment.
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
-from rotdyn.kinds import (POOLED, check_kinds, kind_names, kind_settings, movie_contrast, movie_kind,
+from rotdyn.kinds import (CALIBRATION_KEYS, POOLED, check_kinds, kind_names, kind_settings, movie_contrast, movie_kind,
                           particle_size, simulation, unset_sizes)
 from rotdyn.locks import recover_stale_lock, record_owner
 from rotdyn.movies import MOVIE_NAME, discover, movie_settings, read_sample_sheet
@@ -31,7 +31,12 @@ config.update(canonical(config))
 try:
     check_kinds(config, check_params)  # each kind's simulator keys against its simulator
 except ValueError as exc:
-    raise WorkflowError(f"config: {exc}")
+    raise WorkflowError(f"Error validating config: {exc}")
+for _name, _sim in config["simulate"].items():  # the demo movies' simulator keys too
+    try:
+        check_params(_name, {k: v for k, v in _sim.items() if k not in CALIBRATION_KEYS})
+    except ValueError as exc:
+        raise WorkflowError(f"Error validating config: simulate.{_name}: {exc}")
 # Everything that differs by particle kind: the kind's overrides merged over the global sections.
 KIND_SETTINGS = {kind: canonical(kind_settings(config, kind)) for kind in kind_names(config)}
 

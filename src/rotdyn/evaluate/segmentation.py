@@ -27,11 +27,12 @@ from ..ingest import load_movie
 from ..locate import locate
 from ..networks import autocast, autocast_dtype, build_network, model_device, num_threads, pick_device, save_model
 from ..segment import ensemble_proba, segment_movie
-from ..simulate import simulate, to_dataset
+from ..simulate import MODALITY, simulate
 from ..store import write_netcdf
 from ..train import fit_baseline, fit_member, segmentation_loss
-from ..training_set import from_simulation
+from ..training_set import from_simulation, training_arrays
 
+NN_BINS = (0.0, 11.0, 20.0, 30.0, np.inf)  # px: crossing, touching, near, alone (22 px rods)
 MOVIE_SETTINGS = {"flatten": "auto", "normalize": "percentile", "drift_correction": False,
                   "drift_reference": "previous", "first_frame": 0, "last_frame": -1}
 
@@ -72,8 +73,8 @@ def train_ensemble(data: xr.Dataset, folder: Path, *, members: int, member_epoch
     >>> [p.name for p in paths], seconds > 0
     (['member_0.pt', 'member_1.pt'], True)
     """
-    images, masks = data["images"].values, data["masks"].values
-    names = data.attrs["class_names"].split(",")
+    arrays = training_arrays(data)
+    images, masks, names = arrays["images"], arrays["masks"], arrays["class_names"]
     common = {key: train[key] for key in ("batch_size", "lr", "device") if key in train}
     start = time.perf_counter()
     model, _ = fit_baseline(images, masks, n_classes=len(names), class_names=names, threads=threads, **train)
@@ -134,12 +135,73 @@ def evaluate_segmentation(kind: str, folder, *, movie: dict, training: dict, tra
     >>> s["frames"], s["n_truth"], 0 <= s["recall"] <= 1
     (2, 4, True)
     """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     if movie.get("seed", 0) == training.get("seed", 0):
         raise ValueError("the test movie and the training set need different seeds")
     sim = simulate(kind, **movie)
-    write_netcdf(to_dataset(sim, pixel_size_nm=1.0, frame_interval_s=1.0), folder / "raw.nc")
+    length = movie.get("length")
+    return evaluate_movie(sim.frames, sim.truth, folder, kind=kind, training=training, train=train,
+                          locate_params=locate_params, members=members, member_epochs=member_epochs,
+                          threads=threads, max_distance=max_distance, border=border,
+                          modality=MODALITY.get(kind, "simulated"),
+                          neighbour_distance=1.2 * length if length else None)
+
+
+def evaluate_movie(frames, truth: pd.DataFrame, folder, *, kind: str, training: dict, train: dict,
+                   locate_params: dict, members: int = 3, member_epochs: int = 4, threads: int | None = None,
+                   max_distance: float = 3.0, border: float = 3.0, modality: str = "AFM (simulated)",
+                   neighbour_distance=None, bins=NN_BINS) -> dict:
+    """Train on simulated ``kind`` frames, then segment, locate and score a movie given with its truth.
+
+    The movie may come from any generator (e.g. one that shares no code with
+    :mod:`rotdyn.simulate`, so the score is accuracy off the training
+    generator). It is ingested as a file of that ``modality`` would be (AFM
+    movies are flattened), the ensemble trains on
+    :func:`rotdyn.training_set.from_simulation` frames, and the particles are
+    scored by :func:`detection_scores` and :func:`recall_by_neighbour`.
+
+    Parameters
+    ----------
+    frames : ndarray, (T, H, W)
+        The raw movie, particles bright.
+    truth : DataFrame
+        ``frame, x, y`` per true particle (and what :func:`detection_scores` reads).
+    folder : path
+        Where the intermediate files go.
+    kind : str
+        The simulator of the training frames.
+    training, train, locate_params, members, member_epochs, threads, max_distance, border
+        As for :func:`evaluate_segmentation`.
+    modality : str
+        The movie's modality attribute (``"AFM ..."`` is flattened at ingest).
+    neighbour_distance : float or None
+        See :func:`detection_scores`.
+    bins : sequence of float
+        Edges of the nearest-neighbour distance bins, px (:func:`recall_by_neighbour`).
+
+    Returns
+    -------
+    dict
+        :func:`detection_scores` plus ``recall_by_neighbour`` (its table),
+        ``train_seconds``, ``segment_seconds`` and ``frames``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from rotdyn.simulate import simulate
+    >>> sim = simulate("rods", size=48, count=2, frames=2, transition_frame=1, seed=0)
+    >>> s = evaluate_movie(sim.frames, sim.truth, tempfile.mkdtemp(), kind="rods",
+    ...                    training={"size": 32, "count": 1, "frames": 4, "tile": 32, "seed": 1},
+    ...                    train={"width": 4, "max_epochs": 2, "batch_size": 2}, locate_params={},
+    ...                    members=1, member_epochs=1, threads=1)
+    >>> s["n_truth"], int(s["recall_by_neighbour"]["n"].sum())
+    (4, 4)
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    frames = np.asarray(frames, np.float32)
+    raw = xr.Dataset({"frames": (("frame", "y", "x"), frames)},
+                     attrs={"modality": modality, "pixel_size_nm": 1.0, "frame_interval_s": 1.0})
+    write_netcdf(raw, folder / "raw.nc")
     write_netcdf(load_movie(folder / "raw.nc", MOVIE_SETTINGS), folder / "movie.nc")
 
     data = from_simulation(kind, **training)
@@ -150,13 +212,12 @@ def evaluate_segmentation(kind: str, folder, *, movie: dict, training: dict, tra
     segment_seconds = time.perf_counter() - start
     with xr.open_dataset(folder / "probability.nc") as prob:
         particles = locate(prob, **locate_params).to_dataframe()
-    size = sim.frames.shape[1:]
-    particles, truth = _inside(particles, size, border), _inside(sim.truth, size, border)
-    length = movie.get("length")
-    scores = detection_scores(particles, truth, max_distance=max_distance,
-                              neighbour_distance=1.2 * length if length else None)
+    size = frames.shape[1:]
+    particles, truth = _inside(particles, size, border), _inside(truth, size, border)
+    scores = detection_scores(particles, truth, max_distance=max_distance, neighbour_distance=neighbour_distance)
+    scores["recall_by_neighbour"] = recall_by_neighbour(particles, truth, bins, max_distance)
     return {**scores, "train_seconds": train_seconds, "segment_seconds": segment_seconds,
-            "frames": len(sim.frames)}
+            "frames": len(frames)}
 
 
 def _inside(table, shape, border: float):
@@ -222,6 +283,34 @@ def match(detected: pd.DataFrame, truth: pd.DataFrame, max_distance: float = 3.0
     return pd.concat(rows, ignore_index=True).astype(columns)
 
 
+def nearest_distance(truth: pd.DataFrame) -> np.ndarray:
+    """Distance from each truth row's centre to the nearest other centre of its frame, px (inf when alone).
+
+    Parameters
+    ----------
+    truth : DataFrame
+        Columns ``frame, x, y``.
+
+    Returns
+    -------
+    ndarray of float
+        One per row.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> truth = pd.DataFrame({"frame": [0, 0, 0, 1], "x": [0.0, 5.0, 30.0, 0.0], "y": 0.0})
+    >>> nearest_distance(truth).tolist()
+    [5.0, 5.0, 25.0, inf]
+    """
+    xy = truth[["x", "y"]].to_numpy(float)
+    nearest = np.full(len(truth), np.inf)
+    for rows in truth.groupby("frame").indices.values():  # positions of each frame's rows
+        if len(rows) > 1:
+            nearest[rows] = cKDTree(xy[rows]).query(xy[rows], k=2)[0][:, 1]
+    return nearest
+
+
 def close_neighbours(truth: pd.DataFrame, neighbour_distance=None) -> np.ndarray:
     """Boolean per truth row: another true particle of its frame lies closer than ``neighbour_distance``.
 
@@ -250,12 +339,48 @@ def close_neighbours(truth: pd.DataFrame, neighbour_distance=None) -> np.ndarray
         limit = 1.2 * truth["length"].to_numpy(float)
     else:
         limit = np.full(len(truth), float(neighbour_distance))
-    xy = truth[["x", "y"]].to_numpy(float)
-    nearest = np.full(len(truth), np.inf)
-    for rows in truth.groupby("frame").indices.values():  # positions of each frame's rows
-        if len(rows) > 1:
-            nearest[rows] = cKDTree(xy[rows]).query(xy[rows], k=2)[0][:, 1]
-    return nearest < limit
+    return nearest_distance(truth) < limit
+
+
+def recall_by_neighbour(detected: pd.DataFrame, truth: pd.DataFrame, bins=NN_BINS,
+                        max_distance: float = 3.0) -> pd.DataFrame:
+    """Recall of the true particles binned by the distance to their nearest neighbour.
+
+    Parameters
+    ----------
+    detected, truth : DataFrame
+        Columns ``frame, x, y``; the truth's ``nn_distance`` (px) is used
+        when present, else computed from the centres (:func:`nearest_distance`).
+    bins : sequence of float
+        Bin edges, px; a particle falls in ``[lo, hi)``.
+    max_distance : float
+        Matching radius, px (:func:`match`).
+
+    Returns
+    -------
+    DataFrame
+        One row per bin: ``low, high, n`` (true particles) and ``recall`` (NaN for an empty bin).
+
+    Examples
+    --------
+    Two crossing rods 4 px apart, one found, and a lone rod, found:
+
+    >>> import pandas as pd
+    >>> truth = pd.DataFrame({"frame": 0, "x": [10.0, 14.0, 60.0], "y": 10.0})
+    >>> detected = pd.DataFrame({"frame": 0, "x": [10.5, 60.0], "y": 10.0})
+    >>> recall_by_neighbour(detected, truth, bins=(0, 11, 30, float("inf"))).values.tolist()
+    [[0.0, 11.0, 2.0, 0.5], [11.0, 30.0, 0.0, nan], [30.0, inf, 1.0, 1.0]]
+    """
+    detected, truth = detected.reset_index(drop=True), truth.reset_index(drop=True)
+    nearest = truth["nn_distance"].to_numpy(float) if "nn_distance" in truth else nearest_distance(truth)
+    pairs = match(detected, truth, max_distance)
+    found = np.zeros(len(truth), bool)
+    found[pairs.loc[(pairs["detected"] >= 0) & (pairs["truth"] >= 0), "truth"].to_numpy()] = True
+    rows = []
+    for lo, hi in zip(bins[:-1], bins[1:]):
+        inside = (nearest >= lo) & (nearest < hi)
+        rows.append((float(lo), float(hi), int(inside.sum()), _ratio(found[inside].sum(), inside.sum())))
+    return pd.DataFrame(rows, columns=["low", "high", "n", "recall"])
 
 
 def _axis_error_deg(a, b):

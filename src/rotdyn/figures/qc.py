@@ -121,6 +121,34 @@ def run(job) -> None:
     one blob the size of the frame. Training particles cut by the tile
     border or below ``locate.min_area`` (``job.params.locate``, when given)
     are left out, as the check does.
+
+    Parameters
+    ----------
+    job : snakemake job or :class:`rotdyn.jobs.Job`
+        ``input.qc`` (``qc.json``, :func:`rotdyn.qc.run`), ``input.particles``
+        (``particles.nc``), ``input.training`` (the kind's training set, its
+        ``masks``), optionally ``params.locate`` (the ``locate`` settings);
+        ``output[0]``, the PNG (:func:`qc_figure`).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from rotdyn.jobs import job
+    >>> from rotdyn.store import write_netcdf
+    >>> d = tempfile.mkdtemp()
+    >>> files = {name: os.path.join(d, name) for name in ("qc.json", "particles.nc", "training.nc", "qc.png")}
+    >>> with open(files["qc.json"], "w") as f:
+    ...     json.dump({"movie": "m", "frames": [0, 1], "particles_per_frame": [2, 1], "checks": [
+    ...         {"name": "size", "value": 1.1, "threshold": 2.0, "ok": True, "message": ""}]}, f)
+    >>> write_netcdf(xr.Dataset({"frame": ("particle", [0, 0, 1]), "area": ("particle", [30, 32, 29])}),
+    ...              files["particles.nc"])
+    >>> masks = np.zeros((1, 20, 20), np.uint8)
+    >>> masks[0, 5:8, 4:14] = 1  # one training rod of 30 px
+    >>> write_netcdf(xr.Dataset({"masks": (("sample", "y", "x"), masks)}), files["training.nc"])
+    >>> run(job("qc_figure", input={"qc": files["qc.json"], "particles": files["particles.nc"],
+    ...                             "training": files["training.nc"]}, output=[files["qc.png"]]))
+    >>> plt.imread(files["qc.png"]).shape  # 12 x 9 in at 120 dpi
+    (1080, 1440, 4)
     """
     with open(job.input.qc) as f:
         report = json.load(f)

@@ -16,6 +16,15 @@ def save_rvae(model: RVAE, path: str | os.PathLike, meta: dict | None = None) ->
     ``meta`` is merged over ``model.training_info``; everything is stored as
     plain Python types so :func:`load_rvae` can read it with ``weights_only``.
 
+    Parameters
+    ----------
+    model : RVAE
+        The model; its weights are saved on the CPU.
+    path : str or os.PathLike
+        The file (written under a temporary name, then renamed).
+    meta : dict or None
+        Training metadata (movies, epochs, losses, ...).
+
     Examples
     --------
     >>> import tempfile
@@ -38,6 +47,41 @@ def load_rvae(path: str | os.PathLike, device: str | torch.device = "cpu") -> tu
     ``meta`` holds the saved meta plus ``config`` (the constructor's
     arguments). Files from older releases load: without a head-tail
     reference (none fitted) and with the old name of the uniform prior.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A file written by :func:`save_rvae`.
+    device : str or torch.device
+        Where the model is placed.
+
+    Returns
+    -------
+    model : RVAE
+        In eval mode, with ``training_info`` set to the saved meta.
+    meta : dict
+        The saved meta and ``config``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "model.pt"
+    >>> saved = RVAE(8, hidden=16)
+    >>> save_rvae(saved, path)
+    >>> model, meta = load_rvae(path)
+    >>> latent = torch.randn(2, model.n_latent)
+    >>> torch.equal(model.decoder_raw(latent), saved.decoder_raw(latent))  # the same network
+    True
+
+    A file from before the head-tail reference, with the uniform prior's old name:
+
+    >>> blob = torch.load(path, weights_only=True)
+    >>> del blob["state_dict"]["polarity_ref"]
+    >>> blob["config"]["rotation_prior"] = "vonmises"
+    >>> torch.save(blob, path)
+    >>> model, meta = load_rvae(path)
+    >>> meta["config"]["rotation_prior"], bool(model.polarity_ref.any())
+    ('uniform', False)
     """
     blob = torch.load(Path(path), map_location=device, weights_only=True)
     config = dict(blob["config"])

@@ -27,6 +27,7 @@ References
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 
@@ -36,7 +37,7 @@ from torch import nn
 
 from . import polarity
 from .geometry import display_shift, pixel_grid, rotation
-from .kernel import Workspace, tiled_mlp
+from .kernel import PRECISIONS, Workspace, decoder_precision, tile_images, tiled_mlp
 
 ENCODERS = ("mlp", "conv")
 LIKELIHOODS = ("gaussian", "bernoulli")
@@ -105,8 +106,17 @@ class RVAE(nn.Module):
         Resolve head vs tail with :attr:`polarity_ref` (:mod:`rotdyn.rvae.polarity`).
     tiled : bool or None
         Tiled decoder with reused buffers (:mod:`rotdyn.rvae.kernel`; None: on CPU only).
-    tile_pixels : int
-        Pixels per tile of the tiled decoder (whole images per tile).
+    tile_pixels : int or None
+        Pixels per tile of the tiled decoder (whole images per tile); None:
+        as many as keep one hidden activation of a tile within 2 MiB
+        (:func:`~rotdyn.rvae.kernel.tile_images`).
+    precision : {"float32", "bfloat16", "auto"}
+        Compute dtype of the decoder's matmuls and activations (weights,
+        output and gradients stay float32; the plain decoder autocasts):
+        "auto" takes bfloat16 for the tiled decoder where it measured faster
+        on this CPU (:func:`~rotdyn.rvae.kernel.auto_dtype`). Under
+        ``torch.autocast`` to bfloat16 the decoder runs in bfloat16 whatever
+        this says (:meth:`decoder_dtype`).
 
     Notes
     -----
@@ -129,8 +139,10 @@ class RVAE(nn.Module):
                  translation: bool = True, likelihood: str = "gaussian", rotation_prior: str = "uniform",
                  rotation_sd: float = 0.1, translation_sd: float = 0.5,
                  dx_scale: float = 0.1, noise_sd: float | None = None, polarity: bool = True,
-                 tiled: bool | None = None, tile_pixels: int = 16384):
+                 tiled: bool | None = None, tile_pixels: int | None = None, precision: str = "float32"):
         super().__init__()
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         rotation_prior = rotation_prior_name(rotation_prior)
         _check_options(size, latent_dim, hidden, encoder, likelihood, rotation_prior, rotation_sd,
                        translation_sd, dx_scale, noise_sd)
@@ -142,7 +154,8 @@ class RVAE(nn.Module):
         self.size, self.latent_dim, self.hidden = int(size), int(latent_dim), int(hidden)
         self.n_shift = 2 if translation else 0
         self.n_latent = 1 + self.n_shift + self.latent_dim
-        self.tiled, self.tile_pixels = tiled, int(tile_pixels)
+        self.tiled, self.precision = tiled, precision
+        self.tile_pixels = None if tile_pixels is None else int(tile_pixels)
         S, H, k = self.size, self.hidden, self.latent_dim
 
         self.features = _encoder_features(encoder, S, H)
@@ -193,20 +206,46 @@ class RVAE(nn.Module):
         c = c - (t[:, None] @ A)[:, 0]
         return A, c
 
+    def _tiled(self, device: torch.device) -> bool:
+        return self.tiled if self.tiled is not None else device.type == "cpu"
+
+    def decoder_dtype(self, device: torch.device | str = "cpu") -> torch.dtype:
+        """Compute dtype of the decoder on ``device``: bfloat16 under autocast to it, else :attr:`precision`.
+
+        Examples
+        --------
+        >>> RVAE(8).decoder_dtype(), RVAE(8, precision="bfloat16").decoder_dtype()
+        (torch.float32, torch.bfloat16)
+        >>> with torch.autocast("cpu", dtype=torch.bfloat16):
+        ...     RVAE(8).decoder_dtype()
+        torch.bfloat16
+        """
+        device = torch.device(device)
+        autocast = torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else None
+        return decoder_precision(self.precision, device, self.size * self.size, self.hidden,
+                                 self._tiled(device), autocast)
+
     def decoder_raw(self, latent: torch.Tensor) -> torch.Tensor:
-        """Decoder output ``(B, P)``: logits (Bernoulli) or means (Gaussian)."""
-        angle, shift, z = self.split_latent(latent)
-        A, c = self._first_layer(angle, shift, z)
-        tiled = self.tiled if self.tiled is not None else A.device.type == "cpu"
-        if tiled and A.dtype == torch.float32 and len(A):
-            tile = max(1, self.tile_pixels // self.grid.shape[0])
-            Ac = torch.cat([A, c[:, None]], 1)
-            return tiled_mlp(self.grid1, Ac, self.second.weight, self.second.bias, self.out.weight,
-                             self.out.bias, self._ws, tile)
-        # plain: (B, P, H) activations; first layer = grid @ A + c, never the concatenation
-        h = torch.tanh(torch.baddbmm(c[:, None], self.grid.to(A.dtype).expand(len(A), -1, -1), A))
-        h = torch.tanh(self.second(h))
-        return self.out(h)[..., 0]
+        """Decoder output ``(B, P)``, float32: logits (Bernoulli) or means (Gaussian)."""
+        dev = latent.device
+        dtype = self.decoder_dtype(dev)
+        if self._tiled(dev) and len(latent) and self.second.weight.dtype == torch.float32:
+            with torch.autocast(dev.type, enabled=False):  # the kernel casts for itself; A, c in float32
+                A, c = self._first_layer(*self.split_latent(latent.float()))
+                P = self.grid.shape[0]
+                tile = tile_images(P, self.hidden, dtype) if self.tile_pixels is None \
+                    else max(1, self.tile_pixels // P)
+                Ac = torch.cat([A, c[:, None]], 1)
+                return tiled_mlp(self.grid1, Ac, self.second.weight, self.second.bias, self.out.weight,
+                                 self.out.bias, self._ws, tile, dtype)
+        cast = dtype == torch.bfloat16 and not torch.is_autocast_enabled(dev.type)
+        with torch.autocast(dev.type, dtype=torch.bfloat16) if cast else contextlib.nullcontext():
+            angle, shift, z = self.split_latent(latent)
+            A, c = self._first_layer(angle, shift, z)
+            # plain: (B, P, H) activations; first layer = grid @ A + c, never the concatenation
+            h = torch.tanh(torch.baddbmm(c[:, None], self.grid.to(A.dtype).expand(len(A), -1, -1), A))
+            h = torch.tanh(self.second(h))
+            return self.out(h)[..., 0].float()
 
     # --------------------------------------------------------- public API
     def encode(self, x: torch.Tensor) -> dict:

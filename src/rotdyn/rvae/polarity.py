@@ -42,6 +42,11 @@ def odd_on_body(plus: torch.Tensor, minus: torch.Tensor) -> torch.Tensor:
     plus, minus : torch.Tensor
         ``(B, P)`` windows sampled at ``r'`` and ``-r'`` (:func:`aligned`).
 
+    Returns
+    -------
+    torch.Tensor
+        ``(B, P)``: antisymmetric under ``r' -> -r'``, zero off the body.
+
     Examples
     --------
     A brighter head (3 vs 2) on a body, and a neighbour (5) on one side only:
@@ -58,6 +63,20 @@ def sign_ascent(odd: torch.Tensor, score: torch.Tensor, iterations: int) -> torc
     """Signs ``s`` (+-1) from ``sign(score)``, refined by ``s <- sign(O O^T s)`` to a fixed point.
 
     Each pass lengthens ``|sum_i s_i O_i|`` over the rows ``O_i`` of ``odd``.
+
+    Parameters
+    ----------
+    odd : torch.Tensor
+        ``(N, P)`` odd parts, one row per window (:func:`odd_on_body`).
+    score : torch.Tensor
+        ``(N,)`` starting point: its signs are the first guess.
+    iterations : int
+        At most this many passes.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(N,)`` of +-1, in ``odd``'s dtype.
 
     Examples
     --------
@@ -87,6 +106,27 @@ def aligned(model, x: torch.Tensor, latent: torch.Tensor) -> tuple[torch.Tensor,
         ``(B, S, S)`` windows.
     latent : torch.Tensor
         ``(B, n_latent)`` full latents ``[angle, dx, dy, z...]``.
+
+    Returns
+    -------
+    plus, minus : torch.Tensor
+        ``(B, S * S)`` each, in the order of ``model.grid`` (row by row):
+        the window at ``r'`` and at ``-r'``.
+
+    Examples
+    --------
+    At angle 0 and no offset the window itself, and turned by half a turn;
+    at a quarter turn the window turned back (clockwise as displayed):
+
+    >>> from rotdyn.rvae import RVAE
+    >>> model = RVAE(9, hidden=16)
+    >>> x = torch.arange(81.0).reshape(1, 9, 9)
+    >>> plus, minus = aligned(model, x, torch.zeros(1, model.n_latent))
+    >>> torch.equal(plus.reshape(9, 9), x[0]), torch.equal(minus.reshape(9, 9), x[0].flip(0, 1))
+    (True, True)
+    >>> quarter = torch.tensor([[math.pi / 2, 0, 0, 0, 0]])
+    >>> torch.allclose(aligned(model, x, quarter)[0].reshape(9, 9), torch.rot90(x[0], -1), atol=1e-4)
+    True
     """
     angle, shift, _ = model.split_latent(latent.float())
     t = display_shift(shift, model.config["dx_scale"])
@@ -102,7 +142,36 @@ def aligned(model, x: torch.Tensor, latent: torch.Tensor) -> tuple[torch.Tensor,
 
 
 def flip(model, x: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
-    """``(B,)`` bool: the window's head lies at the latent angle + pi (its odd part opposes ``polarity_ref``)."""
+    """``(B,)`` bool: the window's head lies at the latent angle + pi (its odd part opposes ``polarity_ref``).
+
+    Parameters
+    ----------
+    model : rotdyn.rvae.RVAE
+        With ``polarity`` on and a fitted ``polarity_ref`` (else nothing flips).
+    x : torch.Tensor
+        ``(B, S, S)`` windows.
+    latent : torch.Tensor
+        ``(B, n_latent)`` their latents.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(B,)`` bool, on ``x``'s device.
+
+    Examples
+    --------
+    A rod with a brighter head on the right, and the same rod turned by half a turn:
+
+    >>> from rotdyn.rvae import RVAE
+    >>> model = RVAE(9, hidden=16)
+    >>> rod = torch.zeros(9, 9); rod[4, 1:8] = 1.0; rod[4, 6:8] = 2.0
+    >>> x, latent = torch.stack([rod, rod.flip(0, 1)]), torch.zeros(2, model.n_latent)
+    >>> flip(model, x, latent).tolist()  # no reference fitted yet
+    [False, False]
+    >>> _ = model.polarity_ref.copy_(odd_on_body(*aligned(model, x[:1], latent[:1]))[0])  # head right
+    >>> flip(model, x, latent).tolist()
+    [False, True]
+    """
     if not model.config["polarity"] or not bool(model.polarity_ref.any()):
         return torch.zeros(len(x), dtype=torch.bool, device=x.device)
     # float32 under mixed precision too: bfloat16 coordinates would be ~0.1 px off
@@ -111,7 +180,33 @@ def flip(model, x: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
 
 
 def resolve(model, x: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
-    """``latent`` with the angle turned by pi where :func:`flip` says so, wrapped to [-pi, pi)."""
+    """``latent`` with the angle turned by pi where :func:`flip` says so, wrapped to [-pi, pi).
+
+    Parameters
+    ----------
+    model : rotdyn.rvae.RVAE
+    x : torch.Tensor
+        ``(B, S, S)`` windows.
+    latent : torch.Tensor
+        ``(B, n_latent)`` their latents.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(B, n_latent)``: the angle resolved, the other latents as given.
+
+    Examples
+    --------
+    The rod of :func:`flip`, head right, and turned by half a turn, both at angle 0:
+
+    >>> from rotdyn.rvae import RVAE
+    >>> model = RVAE(9, hidden=16)
+    >>> rod = torch.zeros(9, 9); rod[4, 1:8] = 1.0; rod[4, 6:8] = 2.0
+    >>> x, latent = torch.stack([rod, rod.flip(0, 1)]), torch.zeros(2, model.n_latent)
+    >>> _ = model.polarity_ref.copy_(odd_on_body(*aligned(model, x[:1], latent[:1]))[0])
+    >>> resolve(model, x, latent)[:, 0].tolist()  # the turned rod's head points at -pi
+    [0.0, -3.1415927410125732]
+    """
     turn = math.pi * flip(model, x, latent).to(latent.dtype)
     angle = torch.remainder(latent[:, 0] + turn + math.pi, 2 * math.pi) - math.pi
     return torch.cat([angle[:, None], latent[:, 1:]], 1)
@@ -125,11 +220,39 @@ def fit_reference(model, x: torch.Tensor, batch_size: int = 1000, iterations: in
     reference, keeps the better end point of :func:`sign_ascent`, and keeps the
     previous reference's sign, so angles never jump by pi between updates.
 
+    Parameters
+    ----------
+    model : rotdyn.rvae.RVAE
+        Its encoder gives the posterior means; ``polarity_ref`` is set in place.
+    x : torch.Tensor
+        ``(N, S, S)`` windows.
+    batch_size : int
+        Windows encoded at once.
+    iterations : int
+        Passes of :func:`sign_ascent`.
+
     Returns
     -------
     float
         Share of windows whose polarity changed against the previous
-        reference (1.0 for the first one).
+        reference (1.0 for the first one; 0.0 for no windows).
+
+    Examples
+    --------
+    Rods with a brighter head and the same rods turned by half a turn:
+    whatever the (untrained) encoder makes of them, each turned copy comes
+    out flipped against its original, and a second fit changes nothing.
+
+    >>> from rotdyn.rvae import RVAE
+    >>> _ = torch.manual_seed(0)
+    >>> model = RVAE(9, hidden=16)
+    >>> rod = torch.zeros(9, 9); rod[4, 1:8] = 1.0; rod[4, 6:8] = 2.0
+    >>> x = torch.stack([rod, rod.flip(0, 1)] * 4)
+    >>> fit_reference(model, x), fit_reference(model, x)
+    (1.0, 0.0)
+    >>> flipped = flip(model, x, model.encode(x)["mean"])
+    >>> bool((flipped[0::2] != flipped[1::2]).all())
+    True
     """
     if len(x) == 0:
         return 0.0

@@ -50,7 +50,28 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Kind:
-    """One simulated kind: its parameter table, the function that renders it, and what it stands for."""
+    """One simulated kind: its parameter table, the function that renders it, and what it stands for.
+
+    Parameters
+    ----------
+    params : type
+        The kind's :class:`~rotdyn.simulate.base.Params` table.
+    render : callable
+        Makes the :class:`Simulation` from a checked table.
+    modality : str
+        The microscopy it stands for (``movie.nc``'s ``modality`` attr).
+    class_names : tuple of str
+        The label values' names, ``"background"`` first.
+
+    Examples
+    --------
+    >>> atoms = KINDS["atoms"]
+    >>> atoms.params is AtomParams, atoms.class_names
+    (True, ('background', 'carbon', 'dopant'))
+    >>> sim = KINDS["spheres"].render(SphereParams(size=24, frames=1, count=2))
+    >>> len(sim.truth), sim.class_names
+    (2, ['background', 'sphere'])
+    """
 
     params: type[Params]
     render: Callable[[Params], Simulation]
@@ -75,6 +96,20 @@ def _kind(kind) -> Kind:
 
 def parameter_names(kind: str) -> list[str]:
     """The parameters of simulator ``kind``, in the order of its table.
+
+    Parameters
+    ----------
+    kind : str
+        A key of :data:`KINDS`.
+
+    Returns
+    -------
+    list of str
+
+    Raises
+    ------
+    ParameterError
+        For an unknown kind.
 
     Examples
     --------
@@ -227,6 +262,11 @@ def run(job) -> None:
     ``job.params.sim`` holds the simulator's keyword arguments plus
     ``pixel_size_nm`` and ``frame_interval_s``; ``job.output`` has ``movie``
     (movie.nc) and ``truth`` (truth.csv).
+
+    Parameters
+    ----------
+    job : snakemake job or :class:`rotdyn.jobs.Job`
+        ``wildcards.kind``, ``params.sim``, ``output.movie``, ``output.truth``.
 
     Examples
     --------

@@ -27,6 +27,16 @@ class AtomParams(Params):
     are filled: ``label_radius = 1.5 * atom_sigma``, ``hole_x``, ``hole_y``
     at the frame centre.
 
+    Parameters
+    ----------
+    **params
+        Those of :func:`simulate_atoms`: the same names, defaults and ranges.
+
+    Raises
+    ------
+    ValueError
+        Naming the parameter whose value is out of range.
+
     Examples
     --------
     >>> p = AtomParams(size=64, atom_sigma=1.0)
@@ -69,16 +79,47 @@ class AtomParams(Params):
     texture_length: float = imaging("texture_length")
 
     def validate(self):
+        """A frame wider than two label radii, so the truth region is not empty.
+
+        Examples
+        --------
+        >>> AtomParams(size=3)
+        Traceback (most recent call last):
+        ...
+        ValueError: label_radius=1.8 leaves no truth region in size=3
+        """
         if 2 * self.label_radius >= self.size:
             raise ValueError(f"label_radius={self.label_radius} leaves no truth region in size={self.size}")
 
     @property
     def contrast(self):
-        # A bright background shows the atoms as dips: the shared imaging's dark contrast.
+        """The shared imaging's contrast: a bright background shows the atoms as dips, i.e. ``"dark"``.
+
+        Returns
+        -------
+        str
+
+        Examples
+        --------
+        >>> AtomParams(background="bright").contrast, AtomParams(background="dark").contrast
+        ('dark', 'bright')
+        """
         return "dark" if self.background == "bright" else "bright"
 
     @property
     def level(self):
+        """The background level: above the brightest atom's peak on a bright background, else 0.
+
+        Returns
+        -------
+        float
+            ``1 + max(1, dopant_contrast)`` for ``background="bright"``, else 0.
+
+        Examples
+        --------
+        >>> AtomParams(background="bright", dopant_contrast=2.0).level, AtomParams().level
+        (3.0, 0.0)
+        """
         return 1.0 + max(1.0, self.dopant_contrast) if self.background == "bright" else 0.0
 
 
@@ -223,7 +264,27 @@ def simulate_atoms(*args, **kwargs) -> Simulation:
 
 
 def render_atoms(p: AtomParams) -> Simulation:
-    """The movie of :func:`simulate_atoms` for checked parameters ``p``."""
+    """The movie of :func:`simulate_atoms` for checked parameters ``p``.
+
+    Parameters
+    ----------
+    p : AtomParams
+        The checked table.
+
+    Returns
+    -------
+    Simulation
+        The movie, its masks and truth; ``params`` is ``p`` with ``kind``.
+
+    Examples
+    --------
+    >>> p = AtomParams(size=32, frames=1, dopants=1, vacancies=0)
+    >>> sim = render_atoms(p)
+    >>> sim.params == {"kind": "atoms", **p.as_dict()}
+    True
+    >>> bool(np.array_equal(sim.frames, simulate_atoms(size=32, frames=1, dopants=1, vacancies=0).frames))
+    True
+    """
     params = {"kind": "atoms", **p.as_dict()}
     size, frames, atom_sigma = p.size, p.frames, p.atom_sigma
     rng = np.random.default_rng(p.seed)

@@ -60,12 +60,46 @@ class ParameterError(ValueError, TypeError):
 
     Both a ValueError and a TypeError, so callers that catch TypeError for
     unknown keyword arguments (as Python raises them) still catch it.
+
+    Parameters
+    ----------
+    message : str
+        What is wrong, naming the parameter.
+
+    Examples
+    --------
+    >>> from rotdyn.simulate import simulate
+    >>> try:
+    ...     simulate("rods", colour="red")
+    ... except TypeError as exc:  # caught as Python's own unknown-keyword error is
+    ...     print(type(exc).__name__, isinstance(exc, ValueError))
+    ParameterError True
     """
 
 
 # ----------------------------------------------------------------- numbers
 def number(name, value, minimum=-math.inf, maximum=math.inf, strict=False):
     """``value`` as a finite float in range, else ValueError naming ``name``.
+
+    Parameters
+    ----------
+    name : str
+        The parameter's name, for the message.
+    value : object
+        What was given (a bool is not a number).
+    minimum, maximum : float
+        The allowed range, inclusive.
+    strict : bool
+        Exclude ``minimum`` itself.
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    ValueError
+        Naming ``name``, the range and the value.
 
     Examples
     --------
@@ -90,7 +124,35 @@ def number(name, value, minimum=-math.inf, maximum=math.inf, strict=False):
 
 
 def integer(name, value, minimum=-math.inf, maximum=math.inf):
-    """``value`` as an int in range (integral floats such as 128.0 accepted)."""
+    """``value`` as an int in range (integral floats such as 128.0 accepted).
+
+    Parameters
+    ----------
+    name : str
+        The parameter's name, for the message.
+    value : object
+        What was given.
+    minimum, maximum : float
+        The allowed range, inclusive.
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    ValueError
+        Naming ``name`` when ``value`` is not an integral number in range.
+
+    Examples
+    --------
+    >>> integer("frames", 128.0)
+    128
+    >>> integer("frames", 2.5)
+    Traceback (most recent call last):
+    ...
+    ValueError: frames must be an integer, got 2.5
+    """
     v = number(name, value, minimum, maximum)
     if not v.is_integer():
         raise ValueError(f"{name} must be an integer, got {value!r}")
@@ -98,7 +160,23 @@ def integer(name, value, minimum=-math.inf, maximum=math.inf):
 
 
 def wrap(angle):
-    """Angles wrapped to [-pi, pi)."""
+    """Angles wrapped to [-pi, pi).
+
+    Parameters
+    ----------
+    angle : array_like
+        Angles, rad.
+
+    Returns
+    -------
+    ndarray
+        Float angles in [-pi, pi).
+
+    Examples
+    --------
+    >>> wrap([np.pi, 1.5 * np.pi, -0.5, 2 * np.pi]).round(4).tolist()
+    [-3.1416, -1.5708, -0.5, 0.0]
+    """
     return (np.asarray(angle, dtype=float) + np.pi) % (2 * np.pi) - np.pi
 
 
@@ -107,6 +185,24 @@ def stream(seed: int, purpose: int) -> np.random.Generator:
 
     Imaging effects draw from their own streams, so switching one on never
     changes the particles (drawn from ``default_rng(seed)``) or another effect.
+
+    Parameters
+    ----------
+    seed : int
+        The simulation's seed.
+    purpose : int
+        Which stream (the imaging uses 1 for the static fields, 2 for the noise).
+
+    Returns
+    -------
+    numpy.random.Generator
+
+    Examples
+    --------
+    >>> stream(7, 1).random() == stream(7, 1).random()  # reproducible
+    True
+    >>> len({stream(7, 1).random(), stream(7, 2).random(), np.random.default_rng(7).random()})  # independent
+    3
     """
     return np.random.default_rng([seed, purpose])
 
@@ -129,6 +225,25 @@ def param(default, low=-math.inf, high=math.inf, *, strict=False, integer=False,
     Returns
     -------
     dataclasses.Field
+
+    Examples
+    --------
+    A table whose ``height`` is at least ``width`` and, when not given, twice it:
+
+    >>> @dataclass
+    ... class Box(Params):
+    ...     width: float = param(2.0, 0, strict=True)
+    ...     height: float | None = param(None, "width", unset=lambda p: 2 * p["width"])
+    >>> Box(width=3).height
+    6.0
+    >>> Box(width=3, height=1)
+    Traceback (most recent call last):
+    ...
+    ValueError: height must be >= 3.0 and <= inf, got 1
+    >>> Box(width=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: width must be > 0 and <= inf, got 0
     """
     spec = dict(low=low, high=high, strict=strict, integer=integer, unset=unset, choices=choices)
     return field(default=default, metadata=spec)
@@ -163,6 +278,32 @@ class Params:
     ``__post_init__`` checks the fields with fixed bounds first, then fills
     the None defaults, then checks the fields whose bounds name others;
     :meth:`validate` adds the checks that involve several fields.
+
+    Parameters
+    ----------
+    **fields
+        A subclass's fields, each declared with :func:`param`.
+
+    Raises
+    ------
+    ValueError
+        Naming the parameter whose value is out of range or not a number.
+
+    Examples
+    --------
+    >>> @dataclass
+    ... class Disc(Params):
+    ...     size: int = param(64, 1, integer=True)
+    ...     radius: float = param(3.0, 0)
+    ...     def validate(self):
+    ...         if 2 * self.radius >= self.size:
+    ...             raise ValueError(f"radius={self.radius} does not fit in size={self.size}")
+    >>> Disc(size=32.0, radius=4).as_dict()  # converted: an int and a float
+    {'size': 32, 'radius': 4.0}
+    >>> Disc(size=8, radius=4)
+    Traceback (most recent call last):
+    ...
+    ValueError: radius=4.0 does not fit in size=8
     """
 
     def __post_init__(self):
@@ -182,13 +323,58 @@ class Params:
         self.validate()
 
     def validate(self):
-        """Checks that involve several parameters (raise ValueError)."""
+        """Checks that involve several parameters (raise ValueError); none in the base.
+
+        Called once every field has been checked and filled.
+
+        Raises
+        ------
+        ValueError
+            Naming the parameters that do not fit together.
+
+        Examples
+        --------
+        >>> from rotdyn.simulate import RodParams
+        >>> RodParams(size=20)
+        Traceback (most recent call last):
+        ...
+        ValueError: size=20 leaves no room for rods of length 16.0 (need size > length + 5)
+        """
 
     def as_dict(self) -> dict:
-        """The parameters in table order."""
+        """The parameters in table order.
+
+        Returns
+        -------
+        dict
+            Field name -> checked value, the None defaults filled.
+
+        Examples
+        --------
+        >>> from rotdyn.simulate import RodParams
+        >>> params = RodParams(noise=0.4).as_dict()
+        >>> list(params)[:3], params["line_noise"]
+        (['size', 'frames', 'count'], 0.2)
+        """
         return asdict(self)
 
 
 def names(table: type[Params]) -> list[str]:
-    """The parameter names of ``table``, in order."""
+    """The parameter names of ``table``, in order.
+
+    Parameters
+    ----------
+    table : type
+        A :class:`Params` subclass.
+
+    Returns
+    -------
+    list of str
+
+    Examples
+    --------
+    >>> from rotdyn.simulate import SphereParams
+    >>> names(SphereParams)[:4]
+    ['size', 'frames', 'count', 'diameter']
+    """
     return [f.name for f in fields(table)]

@@ -19,7 +19,7 @@ import pandas as pd
 
 from .base import Params, Simulation, param, wrap
 from .geometry import axes, capsule_box, segment_distance
-from .imaging import imaging, optics, scan
+from .imaging import film, imaging
 
 
 @dataclass
@@ -29,6 +29,16 @@ class CellParams(Params):
     Each field's default and allowed range drive the signature of
     :func:`simulate_cells`, its checks and the recorded ``params``; the
     meaning of each is documented in :func:`simulate_cells`.
+
+    Parameters
+    ----------
+    **params
+        Those of :func:`simulate_cells`: the same names, defaults and ranges.
+
+    Raises
+    ------
+    ValueError
+        Naming the parameter whose value is out of range.
 
     Examples
     --------
@@ -69,6 +79,17 @@ class CellParams(Params):
     level: float = imaging("level", 0.8)
 
     def validate(self):
+        """A frame wide enough for the longest cells: ``size > length + 3 length_sd + 5``.
+
+        Examples
+        --------
+        >>> CellParams(size=38).size  # cells up to 20 + 3 * 4 = 32 px long
+        38
+        >>> CellParams(size=37)
+        Traceback (most recent call last):
+        ...
+        ValueError: size=37 leaves no room for cells up to 32 px long (length + 3 length_sd); need size > that + 5
+        """
         longest = self.length + 3 * self.length_sd
         if self.size <= longest + 5:
             raise ValueError(f"size={self.size} leaves no room for cells up to {longest:g} px long "
@@ -247,24 +268,31 @@ def simulate_cells(*args, **kwargs) -> Simulation:
 
 
 def render_cells(cfg: CellParams) -> Simulation:
-    """The movie of :func:`simulate_cells` for checked parameters ``cfg``."""
-    params = {"kind": "cells", **cfg.as_dict()}
+    """The movie of :func:`simulate_cells` for checked parameters ``cfg``.
+
+    Parameters
+    ----------
+    cfg : CellParams
+        The checked table.
+
+    Returns
+    -------
+    Simulation
+        The movie, its masks and truth; ``params`` is ``cfg`` with ``kind``.
+
+    Examples
+    --------
+    >>> cfg = CellParams(size=48, frames=2, count=2, length=14, length_sd=2)
+    >>> sim = render_cells(cfg)
+    >>> sim.params == {"kind": "cells", **cfg.as_dict()}
+    True
+    >>> bool(np.array_equal(sim.frames, simulate_cells(size=48, frames=2, count=2, length=14, length_sd=2).frames))
+    True
+    """
     world = _Cells(cfg, np.random.default_rng(cfg.seed))
-    shape = (cfg.frames, cfg.size, cfg.size)
-    clean = np.zeros(shape)
-    labels = np.zeros(shape, np.uint8)
-    instances = np.zeros(shape, np.int32)
-    tables = []
-    for t in range(cfg.frames):
-        if t > 0:
-            world.step()
-        table = world.table(t)
-        for row in table.itertuples(index=False):
-            _render_cell(clean[t], labels[t], instances[t], row, cfg.width)
-        tables.append(table)
-    movie = scan(optics(clean, cfg, cfg.seed), cfg, cfg.seed, noise=cfg.noise, line_noise=cfg.line_noise)
-    truth = pd.concat(tables, ignore_index=True)
-    return Simulation(movie.astype(np.float32), labels, instances, truth, params, ["background", "cell"])
+    return film(world, cfg, lambda clean, labels, instances, row: _render_cell(clean, labels, instances, row,
+                                                                                cfg.width),
+                "cells", ["background", "cell"])
 
 
 # The signature is CellParams' own, so help() and the keyword checks show every parameter and default.

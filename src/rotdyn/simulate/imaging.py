@@ -31,9 +31,10 @@ Every intensity is in units of a particle's body contrast.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from scipy import ndimage, signal, special
 
-from .base import param, stream
+from .base import Simulation, param, stream
 
 # The shared parameters: their defaults (no effect) and allowed values.
 IMAGING = {
@@ -56,7 +57,26 @@ _J1_ZERO = 3.8317059702075125
 
 
 def imaging(name, default=None):
-    """A field for shared imaging parameter ``name`` in a simulator's table, with its own default."""
+    """A field for shared imaging parameter ``name`` in a simulator's table, with its own default.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`IMAGING`.
+    default : object or None
+        The simulator's default; None keeps the shared one (no effect).
+
+    Returns
+    -------
+    dataclasses.Field
+        As :func:`rotdyn.simulate.base.param` makes it, with the shared range or choices.
+
+    Examples
+    --------
+    >>> halo = imaging("halo", -2.5)
+    >>> halo.default, imaging("halo").default, imaging("psf").metadata["choices"]
+    (-2.5, 0.0, ('gaussian', 'airy'))
+    """
     spec = dict(IMAGING[name])
     shared = spec.pop("default")
     return param(shared if default is None else default, **spec)
@@ -98,6 +118,21 @@ def psf_kernel(sigma: float, psf: str = "gaussian") -> np.ndarray:
 def blur(images: np.ndarray, sigma: float, psf: str = "gaussian") -> np.ndarray:
     """``images`` (..., H, W) seen through the PSF of sd ``sigma`` px (edges reflected).
 
+    Parameters
+    ----------
+    images : ndarray
+        ``(..., H, W)``; each image blurred on its own.
+    sigma : float
+        Sd of the Gaussian PSF, px (for ``"airy"``: of its central lobe); 0
+        returns ``images`` as they are.
+    psf : "gaussian" or "airy"
+        The PSF's shape (:func:`psf_kernel`).
+
+    Returns
+    -------
+    ndarray
+        The same shape.
+
     Examples
     --------
     >>> point = np.zeros((1, 21, 21)); point[0, 10, 10] = 1
@@ -127,6 +162,18 @@ def halo_rim(objects: np.ndarray, width: float) -> np.ndarray:
     ``2 width / sqrt(2 pi)`` per unit edge length. Multiply by the signed
     halo amplitude and add it to the object.
 
+    Parameters
+    ----------
+    objects : ndarray
+        ``(..., H, W)`` clean object images.
+    width : float
+        Sd of the Gaussian that spreads the edge, px.
+
+    Returns
+    -------
+    ndarray
+        The rim, >= 0, the same shape.
+
     Examples
     --------
     >>> import math
@@ -147,6 +194,20 @@ def illumination_field(shape: tuple, amplitude: float, rng: np.random.Generator)
     to [-1, 1]) stretched so its extremes over the frame are -1 and 1: the
     field varies between ``1 - amplitude`` and ``1 + amplitude``.
 
+    Parameters
+    ----------
+    shape : (int, int)
+        ``(H, W)``.
+    amplitude : float
+        Half the field's range.
+    rng : numpy.random.Generator
+        Draws the quadratic's five coefficients.
+
+    Returns
+    -------
+    ndarray
+        ``(H, W)``.
+
     Examples
     --------
     >>> f = illumination_field((32, 48), 0.2, np.random.default_rng(0))
@@ -165,6 +226,22 @@ def texture(shape: tuple, amplitude: float, length: float, rng: np.random.Genera
     Its autocorrelation at a lag of ``d`` px is ``exp(-d^2 / (4 length^2))``
     (0.78 at ``length``, 0.37 at ``2 length``).
 
+    Parameters
+    ----------
+    shape : (int, int)
+        ``(H, W)``.
+    amplitude : float
+        The texture's sd.
+    length : float
+        Correlation length, px (periodic edges).
+    rng : numpy.random.Generator
+        Draws the white noise.
+
+    Returns
+    -------
+    ndarray
+        ``(H, W)``, mean 0, sd ``amplitude``.
+
     Examples
     --------
     >>> tex = texture((128, 128), 0.1, 3.0, np.random.default_rng(0))
@@ -176,7 +253,28 @@ def texture(shape: tuple, amplitude: float, length: float, rng: np.random.Genera
 
 
 def line_offsets(shape: tuple, sd: float, rng: np.random.Generator) -> np.ndarray:
-    """One random offset per scan line (row) of every frame: ``(T, H, 1)``, sd ``sd``."""
+    """One random offset per scan line (row) of every frame: ``(T, H, 1)``, sd ``sd``.
+
+    Parameters
+    ----------
+    shape : tuple
+        ``(T, H, W)`` of the movie.
+    sd : float
+        Sd of the offsets.
+    rng : numpy.random.Generator
+        Draws them.
+
+    Returns
+    -------
+    ndarray
+        ``(T, H, 1)``, to add to the movie.
+
+    Examples
+    --------
+    >>> offsets = line_offsets((2, 500, 40), 0.3, np.random.default_rng(0))
+    >>> offsets.shape, round(float(offsets.std()), 1)
+    ((2, 500, 1), 0.3)
+    """
     return sd * rng.standard_normal((shape[0], shape[1], 1))
 
 
@@ -186,6 +284,20 @@ def line_jitter(images: np.ndarray, sd: float, rng: np.random.Generator) -> np.n
     Row ``r`` of frame ``t`` shows what lies ``shift[t, r]`` px further along
     x (linear interpolation, edges repeated), as when a scanning probe's line
     starts late or early.
+
+    Parameters
+    ----------
+    images : ndarray
+        ``(T, H, W)``.
+    sd : float
+        Sd of the shifts, px.
+    rng : numpy.random.Generator
+        Draws the shifts.
+
+    Returns
+    -------
+    ndarray
+        ``(T, H, W)``.
 
     Examples
     --------
@@ -208,6 +320,30 @@ def optics(objects: np.ndarray, p, seed: int) -> np.ndarray:
     ``psf``, ``contrast``, ``level``, ``illumination``, ``texture``,
     ``texture_length``); static fields come from ``stream(seed, 1)``. With
     every effect off, ``objects`` is returned as it is.
+
+    Parameters
+    ----------
+    objects : ndarray
+        ``(T, H, W)`` clean object images (background 0, a body about 1).
+    p : Params
+        A simulator's checked parameter table.
+    seed : int
+        The simulation's seed.
+
+    Returns
+    -------
+    ndarray
+        ``(T, H, W)``.
+
+    Examples
+    --------
+    >>> from rotdyn.simulate import CellParams, RodParams
+    >>> objects = np.zeros((1, 16, 16)); objects[0, 6:10, 6:10] = 1
+    >>> optics(objects, RodParams(), seed=0) is objects  # the rods' defaults: every effect off
+    True
+    >>> dark = CellParams(contrast="dark", level=1.0, blur=0, halo=0, illumination=0, texture=0)
+    >>> optics(objects, dark, seed=0)[0, 8, [0, 8]].tolist()  # background at level 1, the body 1 below
+    [1.0, 0.0]
     """
     out = objects
     if p.halo:
@@ -226,7 +362,36 @@ def optics(objects: np.ndarray, p, seed: int) -> np.ndarray:
 
 
 def scan(images: np.ndarray, p, seed: int, noise: float = 0.0, line_noise: float = 0.0) -> np.ndarray:
-    """Step 6: white noise of sd ``noise``, scan-line offsets, scan-line jitter (``stream(seed, 2)``)."""
+    """Step 6: white noise of sd ``noise``, scan-line offsets, scan-line jitter (``stream(seed, 2)``).
+
+    Parameters
+    ----------
+    images : ndarray
+        ``(T, H, W)``, after :func:`optics`.
+    p : Params
+        A simulator's checked table (its ``line_jitter``).
+    seed : int
+        The simulation's seed.
+    noise : float
+        Sd of the white noise.
+    line_noise : float
+        Sd of the per-line offsets (:func:`line_offsets`).
+
+    Returns
+    -------
+    ndarray
+        ``(T, H, W)``.
+
+    Examples
+    --------
+    >>> from rotdyn.simulate import RodParams
+    >>> images = np.zeros((2, 64, 64))
+    >>> round(float(scan(images, RodParams(), seed=0, noise=0.5).std()), 1)
+    0.5
+    >>> lines = scan(images, RodParams(), seed=0, line_noise=0.2)
+    >>> float(np.ptp(lines, axis=-1).max())  # one offset per scan line
+    0.0
+    """
     rng = stream(seed, 2)
     if noise:
         images = images + noise * rng.standard_normal(images.shape)
@@ -235,3 +400,70 @@ def scan(images: np.ndarray, p, seed: int, noise: float = 0.0, line_noise: float
     if p.line_jitter:
         images = line_jitter(images, p.line_jitter, rng)
     return images
+
+
+def film(world, cfg, draw, kind: str, class_names: list):
+    """Step ``world`` through ``cfg.frames`` frames, draw each particle, image the movie (optics, scan).
+
+    ``world`` has ``step()`` and ``table(t)`` (one truth row per particle);
+    ``draw(clean, labels, instances, row)`` paints one particle into one
+    frame's arrays. Shared by the simulators whose particles move
+    independently (cells, spheres).
+
+    Parameters
+    ----------
+    world : object
+        The particles' state: ``step()`` moves them one frame on,
+        ``table(t)`` gives their truth rows (``TRUTH_COLUMNS`` and extras).
+    cfg : Params
+        The checked table: ``frames``, ``size``, ``seed``, ``noise``,
+        ``line_noise`` and the shared imaging parameters.
+    draw : callable
+        ``draw(clean, labels, instances, row)`` for one truth row.
+    kind : str
+        Recorded as ``params["kind"]``.
+    class_names : list of str
+        The label values' names.
+
+    Returns
+    -------
+    Simulation
+
+    Examples
+    --------
+    One particle one pixel wide, one pixel further right in every frame:
+
+    >>> import pandas as pd
+    >>> from rotdyn.simulate import SphereParams
+    >>> class Walker:
+    ...     x = 4
+    ...     def step(self):
+    ...         self.x += 1
+    ...     def table(self, t):
+    ...         return pd.DataFrame({"frame": [t], "id": [1], "x": [self.x], "y": [8], "angle": [0.0], "class": [1]})
+    >>> def draw(clean, labels, instances, row):
+    ...     clean[row.y, row.x] = labels[row.y, row.x] = 1
+    ...     instances[row.y, row.x] = row.id
+    >>> cfg = SphereParams(size=16, frames=3, noise=0, blur=0, illumination=0, texture=0, contrast="bright", level=0)
+    >>> sim = film(Walker(), cfg, draw, "spheres", ["background", "sphere"])
+    >>> sim.truth.x.tolist(), [np.argwhere(frame).tolist() for frame in sim.frames]
+    ([4, 5, 6], [[[8, 4]], [[8, 5]], [[8, 6]]])
+    >>> bool((sim.instances == sim.labels).all()), sim.params["kind"]
+    (True, 'spheres')
+    """
+    shape = (cfg.frames, cfg.size, cfg.size)
+    clean = np.zeros(shape)
+    labels = np.zeros(shape, np.uint8)
+    instances = np.zeros(shape, np.int32)
+    tables = []
+    for t in range(cfg.frames):
+        if t > 0:
+            world.step()
+        table = world.table(t)
+        for row in table.itertuples(index=False):
+            draw(clean[t], labels[t], instances[t], row)
+        tables.append(table)
+    movie = scan(optics(clean, cfg, cfg.seed), cfg, cfg.seed, noise=cfg.noise, line_noise=cfg.line_noise)
+    truth = pd.concat(tables, ignore_index=True)
+    return Simulation(movie.astype(np.float32), labels, instances, truth, {"kind": kind, **cfg.as_dict()},
+                      class_names)

@@ -31,6 +31,11 @@ class RodParams(Params):
     value (ints for counts, floats otherwise) and fills the None defaults
     (``birth_rate = death_rate * count``, ``line_noise = 0.5 * noise``).
 
+    Parameters
+    ----------
+    **params
+        Those of :func:`simulate_rods`: the same names, defaults and ranges.
+
     Raises
     ------
     ValueError
@@ -86,27 +91,87 @@ class RodParams(Params):
     level: float = imaging("level")
 
     def validate(self):
+        """A frame wide enough for a whole rod at any angle: ``size > length + 5``.
+
+        Examples
+        --------
+        >>> RodParams(size=22).size
+        22
+        >>> RodParams(size=21)
+        Traceback (most recent call last):
+        ...
+        ValueError: size=21 leaves no room for rods of length 16.0 (need size > length + 5)
+        """
         if self.size - 1 - 2 * self.margin <= 0:
             raise ValueError(f"size={self.size} leaves no room for rods of length {self.length} "
                              "(need size > length + 5)")
 
     @property
     def half_core(self):
+        """Half the length of the capsule's core segment, ``(length - width) / 2``, px.
+
+        Returns
+        -------
+        float
+
+        Examples
+        --------
+        >>> RodParams(length=16, width=5).half_core
+        5.5
+        """
         return (self.length - self.width) / 2
 
     @property
     def margin(self):
-        # Centres this far from every edge keep the whole rod in the frame at any angle.
+        """How far rod centres keep from every edge, px: the whole rod stays in the frame at any angle.
+
+        Returns
+        -------
+        float
+            ``length / 2 + 2``.
+
+        Examples
+        --------
+        >>> RodParams(length=16).margin
+        10.0
+        """
         return self.length / 2 + 2
 
     @property
     def pair_prob(self):
-        # A birth is a pair with probability q, so that pairs hold a fraction
-        # 2q / (1 + q) = pair_fraction of the rods.
+        """Probability ``q`` that a birth is a pair, so that pairs hold ``2q / (1 + q) = pair_fraction`` of the rods.
+
+        Returns
+        -------
+        float
+
+        Examples
+        --------
+        >>> q = RodParams(pair_fraction=0.5).pair_prob
+        >>> round(q, 4), round(2 * q / (1 + q), 6)
+        (0.3333, 0.5)
+        """
         return self.pair_fraction / (2 - self.pair_fraction)
 
     def allowed(self, after_transition):
-        """Variants (0..5) that may hold rods."""
+        """Variants (0..5) that may hold rods.
+
+        Parameters
+        ----------
+        after_transition : bool
+            From ``transition_frame`` on, lattice direction
+            ``empty_direction`` (variants k and k + 3) holds none.
+
+        Returns
+        -------
+        list of int
+
+        Examples
+        --------
+        >>> p = RodParams(empty_direction=1)
+        >>> p.allowed(False), p.allowed(True)
+        ([0, 1, 2, 3, 4, 5], [0, 2, 3, 5])
+        """
         if not after_transition:
             return list(range(6))
         return [k for k in range(6) if k % 3 != self.empty_direction]
@@ -413,7 +478,27 @@ def simulate_rods(*args, **kwargs) -> Simulation:
 
 
 def render_rods(cfg: RodParams) -> Simulation:
-    """The movie of :func:`simulate_rods` for checked parameters ``cfg``."""
+    """The movie of :func:`simulate_rods` for checked parameters ``cfg``.
+
+    Parameters
+    ----------
+    cfg : RodParams
+        The checked table.
+
+    Returns
+    -------
+    Simulation
+        The movie, its masks and truth; ``params`` is ``cfg`` with ``kind``.
+
+    Examples
+    --------
+    >>> cfg = RodParams(size=32, frames=2, count=1, seed=0)
+    >>> sim = render_rods(cfg)
+    >>> sim.params == {"kind": "rods", **cfg.as_dict()}
+    True
+    >>> bool(np.array_equal(sim.frames, simulate_rods(size=32, frames=2, count=1, seed=0).frames))
+    True
+    """
     params = {"kind": "rods", **cfg.as_dict()}
     size, frames, length, width = cfg.size, cfg.frames, cfg.length, cfg.width
     rng = np.random.default_rng(cfg.seed)

@@ -18,7 +18,7 @@ import pandas as pd
 from scipy import ndimage
 
 from .base import Params, Simulation, param
-from .imaging import imaging, optics, scan
+from .imaging import film, imaging
 
 
 @dataclass
@@ -28,6 +28,16 @@ class SphereParams(Params):
     Each field's default and allowed range drive the signature of
     :func:`simulate_spheres`, its checks and the recorded ``params``; the
     meaning of each is documented in :func:`simulate_spheres`.
+
+    Parameters
+    ----------
+    **params
+        Those of :func:`simulate_spheres`: the same names, defaults and ranges.
+
+    Raises
+    ------
+    ValueError
+        Naming the parameter whose value is out of range.
 
     Examples
     --------
@@ -63,16 +73,47 @@ class SphereParams(Params):
     level: float = imaging("level", 3.4)
 
     def validate(self):
+        """A frame wider than a sphere and 3 px.
+
+        Examples
+        --------
+        >>> SphereParams(size=5, diameter=2.5)
+        Traceback (most recent call last):
+        ...
+        ValueError: size=5 leaves no room for spheres of diameter 2.5
+        """
         if self.size <= self.diameter + 3:
             raise ValueError(f"size={self.size} leaves no room for spheres of diameter {self.diameter}")
 
     @property
     def low(self):
-        # Centres stay this far inside every edge, so each sphere is whole in the frame.
+        """The lowest centre coordinate, px: centres stay this far inside every edge, so each sphere is whole.
+
+        Returns
+        -------
+        float
+            ``diameter / 2 + 1``.
+
+        Examples
+        --------
+        >>> SphereParams(diameter=4).low
+        3.0
+        """
         return self.diameter / 2 + 1
 
     @property
     def high(self):
+        """The highest centre coordinate, px: ``size - 1 - low``.
+
+        Returns
+        -------
+        float
+
+        Examples
+        --------
+        >>> SphereParams(size=64, diameter=4).high
+        60.0
+        """
         return self.size - 1 - self.low
 
 
@@ -211,24 +252,31 @@ def simulate_spheres(*args, **kwargs) -> Simulation:
 
 
 def render_spheres(cfg: SphereParams) -> Simulation:
-    """The movie of :func:`simulate_spheres` for checked parameters ``cfg``."""
-    params = {"kind": "spheres", **cfg.as_dict()}
+    """The movie of :func:`simulate_spheres` for checked parameters ``cfg``.
+
+    Parameters
+    ----------
+    cfg : SphereParams
+        The checked table.
+
+    Returns
+    -------
+    Simulation
+        The movie, its masks and truth; ``params`` is ``cfg`` with ``kind``.
+
+    Examples
+    --------
+    >>> cfg = SphereParams(size=24, frames=2, count=3)
+    >>> sim = render_spheres(cfg)
+    >>> sim.params == {"kind": "spheres", **cfg.as_dict()}
+    True
+    >>> bool(np.array_equal(sim.frames, simulate_spheres(size=24, frames=2, count=3).frames))
+    True
+    """
     world = _Spheres(cfg, np.random.default_rng(cfg.seed))
-    shape = (cfg.frames, cfg.size, cfg.size)
-    clean = np.zeros(shape)
-    labels = np.zeros(shape, np.uint8)
-    instances = np.zeros(shape, np.int32)
-    tables = []
-    for t in range(cfg.frames):
-        if t > 0:
-            world.step()
-        table = world.table(t)
-        for row in table.itertuples(index=False):
-            _render_sphere(clean[t], labels[t], instances[t], row, cfg.diameter / 2)
-        tables.append(table)
-    movie = scan(optics(clean, cfg, cfg.seed), cfg, cfg.seed, noise=cfg.noise, line_noise=cfg.line_noise)
-    truth = pd.concat(tables, ignore_index=True)
-    return Simulation(movie.astype(np.float32), labels, instances, truth, params, ["background", "sphere"])
+    return film(world, cfg, lambda clean, labels, instances, row: _render_sphere(clean, labels, instances, row,
+                                                                                  cfg.diameter / 2),
+                "spheres", ["background", "sphere"])
 
 
 # The signature is SphereParams' own, so help() and the keyword checks show every parameter and default.
