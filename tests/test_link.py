@@ -212,3 +212,16 @@ def test_duplicate_index_labels_are_kept(rods):
         out = link(dup, drift=drift)
         assert len(out) == len(det) and (out.index == 0).all()
         np.testing.assert_array_equal(np.sort(out["x"].to_numpy()), np.sort(det["x"].to_numpy()))
+
+
+def test_crowded_subnetwork_too_large_for_trackpy_links_with_a_shrinking_radius(caplog):
+    # 100 particles 2 px apart, search range 5 px: trackpy's exact subnetwork solver gives up (more than
+    # 30 candidates); the linker retries with trackpy's adaptive search and still links every particle.
+    rows, cols = np.mgrid[:10, :10] * 2.0
+    det = pd.concat([pd.DataFrame({"frame": t, "x": cols.ravel() + 0.1 * t, "y": rows.ravel()}) for t in range(3)],
+                    ignore_index=True)
+    with caplog.at_level("WARNING", logger="rotdyn.link"):
+        tracks = link(det, search_range=5.0, memory=0)
+    assert "shrinking down to 1 px" in caplog.text
+    assert tracks["track"].nunique() == 100
+    np.testing.assert_allclose(tracks.groupby("track")["x"].agg(lambda x: np.ptp(x.to_numpy())), 0.2, atol=1e-9)

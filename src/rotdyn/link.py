@@ -48,6 +48,7 @@ import numpy as np
 import pandas as pd
 import trackpy
 import xarray as xr
+from trackpy.linking import SubnetOversizeException
 
 from .contracts import DETECTION, TRACK, TRACKPY_TRACK, latent_columns, track_column, z_names
 from .store import atomic_path, write_netcdf
@@ -151,10 +152,27 @@ def _quiet():
         yield
 
 
+# Without an adaptive_stop of the user's, a subnetwork too large for trackpy to solve (crowded particles
+# within the search range of each other) is retried with the radius shrinking down to this share of it.
+ADAPTIVE_STOP_SHARE = 0.2
+
+
 def _link(f, search_range, memory, adaptive_stop, adaptive_step):
-    with _quiet():
+    def run(stop):
         return trackpy.link_df(f, search_range, pos_columns=POS, t_column="frame", memory=memory,
-                               adaptive_stop=adaptive_stop, adaptive_step=adaptive_step)
+                               adaptive_stop=stop, adaptive_step=adaptive_step)
+
+    with _quiet():
+        try:
+            return run(adaptive_stop)
+        except SubnetOversizeException as exc:
+            if adaptive_stop is not None:
+                raise
+            stop = ADAPTIVE_STOP_SHARE * search_range
+            log.warning("linking: %s within search_range %.3g px (particles crowded for that radius); "
+                        "linking again with the radius shrinking down to %.3g px where that happens "
+                        "(trackpy's adaptive search; a smaller link.search_range avoids it)", exc, search_range, stop)
+            return run(stop)
 
 
 def link(particles: pd.DataFrame, *, search_range: float = 21.0, memory: int = 3, adaptive_stop=None,
