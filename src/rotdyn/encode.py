@@ -26,6 +26,15 @@ def encode_windows(model: RVAE, patches, batch_size: int = 1000) -> dict:
     Unlike :meth:`RVAE.encode` (the raw posterior of one batch, a tensor), this
     resolves head vs tail, wraps the angle and converts offsets to pixels.
 
+    Parameters
+    ----------
+    model : RVAE
+        The trained model.
+    patches : array_like
+        ``(N, S, S)`` windows, ``S = model.size``.
+    batch_size : int
+        Windows per forward pass.
+
     Returns
     -------
     dict of arrays
@@ -35,6 +44,13 @@ def encode_windows(model: RVAE, patches, batch_size: int = 1000) -> dict:
         ``z``, ``z_sd`` ``(N, k)``. Offsets are 0 for a model without
         translation. ``reconstruction_error``: :func:`reconstruction_error`
         of the decoding of the posterior mean.
+
+    Examples
+    --------
+    >>> _ = torch.manual_seed(0)
+    >>> out = encode_windows(RVAE(12, latent_dim=2, polarity=False), np.random.default_rng(0).random((5, 12, 12)))
+    >>> out["angle"].shape, out["z"].shape, bool((np.abs(out["angle"]) <= np.pi).all())
+    ((5,), (5, 2), True)
     """
     x = np.asarray(patches, dtype=np.float32)
     S, k = model.size, model.latent_dim
@@ -113,6 +129,28 @@ def latents_dataset(encoded: dict, patches_ds: xr.Dataset, model: RVAE | None = 
     ``encoded`` has it (:func:`reconstruction_error`); ``frame, x, y, class``
     (and ``padded`` where present) copied. Attributes: those of ``patches_ds``
     plus the model's settings (``rvae_*``) when ``model`` is given.
+
+    Parameters
+    ----------
+    encoded : dict
+        :func:`encode_windows` of the windows of ``patches_ds``, in their order.
+    patches_ds : Dataset
+        ``patches.nc``.
+    model : RVAE or None
+        The model, for its settings and what its angle means.
+
+    Returns
+    -------
+    Dataset
+
+    Examples
+    --------
+    >>> windows = np.random.default_rng(0).random((3, 12, 12)).astype(np.float32)
+    >>> patches = xr.Dataset({"patches": (("particle", "py", "px"), windows), "frame": ("particle", [0, 0, 1])})
+    >>> model = RVAE(12, latent_dim=2, polarity=False)
+    >>> ds = latents_dataset(encode_windows(model, windows), patches, model)
+    >>> ds.sizes["particle"], ds["latent"].values.tolist(), ds["frame"].values.tolist(), ds["dx"].attrs["units"]
+    (3, [1, 2], [0, 0, 1], 'px')
     """
     n = patches_ds.sizes.get("particle", 0)
     z = np.asarray(encoded["z"], np.float32)
@@ -155,7 +193,29 @@ def latents_dataset(encoded: dict, patches_ds: xr.Dataset, model: RVAE | None = 
 
 
 def run(job) -> None:
-    """Entry of rule ``encode``: ``job.input.patches`` through the rVAE ``job.input.model`` -> latents.nc."""
+    """Entry of rule ``encode``: ``job.input.patches`` through the rVAE ``job.input.model`` -> latents.nc.
+
+    Parameters
+    ----------
+    job : snakemake job or :class:`rotdyn.jobs.Job`
+        ``input.model`` (:func:`rotdyn.rvae.save_rvae`), ``input.patches``; ``output[0]``.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> from rotdyn.jobs import job
+    >>> from rotdyn.rvae import save_rvae
+    >>> folder = tempfile.mkdtemp()
+    >>> save_rvae(RVAE(12, polarity=False), os.path.join(folder, "model.pt"))
+    >>> windows = np.random.default_rng(0).random((4, 12, 12)).astype(np.float32)
+    >>> xr.Dataset({"patches": (("particle", "py", "px"), windows)}).to_netcdf(os.path.join(folder, "patches.nc"))
+    >>> run(job("encode", input={"model": os.path.join(folder, "model.pt"),
+    ...                          "patches": os.path.join(folder, "patches.nc")},
+    ...         output=[os.path.join(folder, "latents.nc")]))
+    >>> with xr.open_dataset(os.path.join(folder, "latents.nc")) as latents:
+    ...     latents.sizes["particle"], "reconstruction_error" in latents
+    (4, True)
+    """
     model, _ = load_rvae(job.input.model)
     with xr.open_dataset(job.input.patches) as patches:
         latents = latents_dataset(encode_windows(model, patches["patches"].values), patches, model)

@@ -99,7 +99,31 @@ def mean_loss(model: RVAE, x: torch.Tensor, idx: torch.Tensor, batch_size: int,
 
 @dataclass
 class FitState:
-    """Everything a fit carries from epoch to epoch, and what a checkpoint holds."""
+    """Everything a fit carries from epoch to epoch, and what a checkpoint holds.
+
+    Attributes
+    ----------
+    model : RVAE
+        The model being trained.
+    optimizer : torch.optim.Optimizer
+        Adam over the model's parameters.
+    scaler : torch.amp.GradScaler
+        Loss scaling (enabled for float16 on CUDA only).
+    shuffle_gen, noise_gen : torch.Generator
+        The order of the windows; the reparameterisation noise.
+    history : dict
+        One list per column of :data:`HISTORY_COLUMNS`.
+    epoch : int
+        Epochs done.
+
+    Examples
+    --------
+    >>> model = RVAE(8, hidden=8, polarity=False)
+    >>> state = FitState(model, torch.optim.Adam(model.parameters()), torch.amp.GradScaler("cpu", enabled=False),
+    ...                  torch.Generator().manual_seed(0), torch.Generator().manual_seed(1))
+    >>> state.epoch, sorted(state.history)
+    (0, ['epoch', 'seconds', 'test_loss', 'train_loss'])
+    """
 
     model: RVAE
     optimizer: torch.optim.Optimizer
@@ -143,6 +167,37 @@ def resume(state: FitState, checkpoint, settings: dict, epochs: int) -> None:
 
     Otherwise (no file, unreadable, other data or settings, more epochs) the
     fit starts afresh, and the reason is logged.
+
+    Parameters
+    ----------
+    state : FitState
+        Filled in place from the checkpoint.
+    checkpoint : path or None
+        Written by :func:`save_checkpoint`.
+    settings : dict
+        This fit's data hash and settings; the checkpoint's must equal them.
+    epochs : int
+        This fit's total epochs.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> def fresh():
+    ...     model = RVAE(8, hidden=8, polarity=False)
+    ...     return FitState(model, torch.optim.Adam(model.parameters()), torch.amp.GradScaler("cpu", enabled=False),
+    ...                     torch.Generator().manual_seed(0), torch.Generator().manual_seed(1))
+    >>> path = os.path.join(tempfile.mkdtemp(), "fit.ckpt")
+    >>> saved = fresh()
+    >>> saved.epoch = 4
+    >>> save_checkpoint(path, saved, {"data": "abc"})
+    >>> state = fresh()
+    >>> resume(state, path, {"data": "abc"}, epochs=10)
+    >>> state.epoch
+    4
+    >>> other = fresh()
+    >>> resume(other, path, {"data": "other windows"}, epochs=10)  # not this fit's: starts afresh
+    >>> other.epoch
+    0
     """
     saved = _load_checkpoint(checkpoint, model_device(state.model))
     if saved is None:
@@ -173,7 +228,28 @@ def _load_checkpoint(path, device) -> dict | None:
 
 
 def save_checkpoint(path, state: FitState, settings: dict) -> None:
-    """Write model, optimiser, scaler, epoch, history and RNG states to ``path`` atomically."""
+    """Write model, optimiser, scaler, epoch, history and RNG states to ``path`` atomically.
+
+    Parameters
+    ----------
+    path : path
+        The checkpoint file (written under a temporary name, then renamed).
+    state : FitState
+        What to save.
+    settings : dict
+        The fit's data hash and settings, compared by :func:`resume`.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> model = RVAE(8, hidden=8, polarity=False)
+    >>> state = FitState(model, torch.optim.Adam(model.parameters()), torch.amp.GradScaler("cpu", enabled=False),
+    ...                  torch.Generator().manual_seed(0), torch.Generator().manual_seed(1))
+    >>> path = os.path.join(tempfile.mkdtemp(), "fit.ckpt")
+    >>> save_checkpoint(path, state, {"data": "abc"})
+    >>> sorted(torch.load(path, weights_only=True))
+    ['epoch', 'history', 'model', 'optimizer', 'rng', 'scaler', 'settings']
+    """
     blob = {
         "model": {k: v.detach().cpu() for k, v in state.model.state_dict().items()},
         "optimizer": state.optimizer.state_dict(),
@@ -359,6 +435,27 @@ def run(job) -> None:
     ``job.params.checkpoint`` where to keep the resumable state. With no
     windows at all, an untrained model is saved (``trained = 0``) so the chain
     goes on to empty tables.
+
+    Parameters
+    ----------
+    job : snakemake job or :class:`rotdyn.jobs.Job`
+        ``output.model``, ``output.history``; ``config["rvae"]["checkpoint_every"]``.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> from rotdyn.jobs import job
+    >>> from rotdyn.rvae import load_rvae
+    >>> folder = tempfile.mkdtemp()
+    >>> windows = np.random.default_rng(0).random((8, 8, 8), np.float32)
+    >>> xr.Dataset({"patches": (("particle", "py", "px"), windows)}).to_netcdf(os.path.join(folder, "p.nc"))
+    >>> out = {"model": os.path.join(folder, "model.pt"), "history": os.path.join(folder, "history.csv")}
+    >>> settings = {"latent_dim": 1, "hidden": 8, "epochs": 2, "batch_size": 4, "polarity": False}
+    >>> run(job("fit_rvae", input=[os.path.join(folder, "p.nc")], output=out, config={"rvae": {"checkpoint_every": 1}},
+    ...         params={"rvae": settings, "checkpoint": os.path.join(folder, "fit.ckpt")}))
+    >>> model, meta = load_rvae(out["model"])
+    >>> meta["trained"], model.latent_dim, len(pd.read_csv(out["history"])), os.path.exists(os.path.join(folder, "fit.ckpt"))
+    (1, 1, 2, False)
     """
     windows = []
     for path in job.input:

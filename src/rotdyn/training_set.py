@@ -771,6 +771,32 @@ def with_measured_sizes(settings: dict, keys: list, movie_path=None) -> dict:
     through the simulator (:func:`calibrate`). Each value used is logged and
     recorded in the training set's attrs as ``measured_<key>`` with
     ``measured_from``.
+
+    Parameters
+    ----------
+    settings : dict
+        The kind's ``training_set`` settings (``simulate`` among them).
+    keys : list of str
+        The simulator keys the kind leaves unset (:func:`rotdyn.kinds.unset_sizes`).
+    movie_path : path or None
+        The kind's first ``movie.nc``; None (or no ``keys``): ``settings`` unchanged.
+
+    Returns
+    -------
+    dict
+        ``settings`` with the sizes in ``simulate`` and a ``measured`` entry.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> movie = os.path.join(tempfile.mkdtemp(), "movie.nc")
+    >>> xr.Dataset(attrs={"measured_length": 20.0, "measured_width": 6.0}).to_netcdf(movie)
+    >>> settings = {"simulate": {"kind": "rods", "size": 96, "count": 10, "seed": 0}}
+    >>> filled = with_measured_sizes(settings, ["length", "width"], movie)
+    >>> abs(filled["simulate"]["length"] - 20) < 1.5, filled["measured"]["from"] == movie
+    (True, True)
+    >>> with_measured_sizes(settings, [], movie) is settings
+    True
     """
     if not keys or not movie_path:
         return settings
