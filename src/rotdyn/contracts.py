@@ -86,6 +86,16 @@ TRANSITION_UNCERTAINTY = "transition_uncertainty_"
 def movie_attrs(attrs: dict) -> dict:
     """The :data:`MOVIE_ATTRS` among ``attrs``: what a result passes on about its movie.
 
+    Parameters
+    ----------
+    attrs : dict
+        A dataset's attributes.
+
+    Returns
+    -------
+    dict
+        The movie attributes present, in the order of :data:`MOVIE_ATTRS`.
+
     Examples
     --------
     >>> movie_attrs({"original_name": "Pos 2.tif", "grid_points": 181, "pixel_size_nm": 0.5})
@@ -97,6 +107,16 @@ def movie_attrs(attrs: dict) -> dict:
 def z_names(labels) -> list[str]:
     """Names of the content latents: ``z1 .. zk`` for the ``latent`` coordinate ``labels``.
 
+    Parameters
+    ----------
+    labels : iterable of int
+        The ``latent`` coordinate's labels (1-based).
+
+    Returns
+    -------
+    list of str
+        ``z<label>`` for each label.
+
     Examples
     --------
     >>> z_names([1, 2])
@@ -107,6 +127,16 @@ def z_names(labels) -> list[str]:
 
 def z_labels(ds) -> list[int]:
     """The ``latent`` labels of ``ds["z"]`` (1-based; its ``latent`` coordinate when it has one).
+
+    Parameters
+    ----------
+    ds : Dataset
+        A ``latents.nc`` dataset (or any with a ``z`` variable of dims ``(particle, latent)``).
+
+    Returns
+    -------
+    list of int
+        The labels; empty when ``ds`` has no 2-D ``z``.
 
     Examples
     --------
@@ -124,6 +154,16 @@ def z_labels(ds) -> list[int]:
 def latent_names(ds) -> list[str]:
     """The latent variables of a ``latents.nc`` dataset: ``angle, dx, dy, z1 .. zk`` (those present).
 
+    Parameters
+    ----------
+    ds : Dataset
+        A ``latents.nc`` dataset.
+
+    Returns
+    -------
+    list of str
+        The pose latents present (:data:`POSE` order), then ``z1 .. zk``.
+
     Examples
     --------
     >>> import numpy as np, xarray as xr
@@ -137,6 +177,15 @@ def latent_names(ds) -> list[str]:
 def is_latent(name: str) -> bool:
     """Whether a column or variable name is a latent (``angle``, ``dx``, ``dy`` or ``z<l>``).
 
+    Parameters
+    ----------
+    name : str
+        A column or variable name.
+
+    Returns
+    -------
+    bool
+
     Examples
     --------
     >>> [is_latent(n) for n in ("angle", "z3", "z", "z1_sd", "x")]
@@ -147,6 +196,16 @@ def is_latent(name: str) -> bool:
 
 def latent_columns(columns) -> list[str]:
     """The latent columns of a table (``tracks.csv``), in the table's order.
+
+    Parameters
+    ----------
+    columns : iterable
+        The table's column names.
+
+    Returns
+    -------
+    list of str
+        The latent columns (:func:`is_latent`).
 
     Examples
     --------
@@ -159,6 +218,16 @@ def latent_columns(columns) -> list[str]:
 def transition_names(nmf) -> list[str]:
     """The latents that ``nmf.nc`` has a transition frame for.
 
+    Parameters
+    ----------
+    nmf : Dataset
+        An ``nmf.nc`` dataset (variables ``transition_frame_<latent>``).
+
+    Returns
+    -------
+    list of str
+        The latent names, in the dataset's order.
+
     Examples
     --------
     >>> import xarray as xr
@@ -170,6 +239,16 @@ def transition_names(nmf) -> list[str]:
 
 def track_column(columns) -> str:
     """The track id column of a table: :data:`TRACK`, or trackpy's :data:`TRACKPY_TRACK` in older tables.
+
+    Parameters
+    ----------
+    columns : iterable
+        The table's column names.
+
+    Returns
+    -------
+    str
+        ``"track"`` when present, else ``"particle"``; KeyError when the table has neither.
 
     Examples
     --------
@@ -185,6 +264,16 @@ def track_column(columns) -> str:
 
 def density_names(kde) -> list[str]:
     """The latents that ``kde.nc`` holds a density map of.
+
+    Parameters
+    ----------
+    kde : Dataset
+        A ``kde.nc`` dataset (variables ``density_<latent>``).
+
+    Returns
+    -------
+    list of str
+        The latent names, in the dataset's order.
 
     Examples
     --------

@@ -29,6 +29,11 @@ def run(job) -> None:
     ``job.params.settings`` are the movie's preprocessing settings
     (:func:`rotdyn.movies.movie_settings`).
 
+    Parameters
+    ----------
+    job : snakemake job or :class:`rotdyn.jobs.Job`
+        ``input[0]``: the movie file; ``output[0]``: movie.nc; ``params.settings``: see above.
+
     Examples
     --------
     >>> import tempfile, numpy as np, xarray as xr
@@ -57,6 +62,22 @@ def decide_contrast(frames: np.ndarray, settings: dict, modality: str = "") -> t
     given; ``auto`` decides from the frames with a matched filter of the
     kind's particle (``settings["particle"]``: its simulator and sizes,
     :func:`rotdyn.kinds.particle_size`; :func:`rotdyn.survey.detect_contrast`).
+
+    Parameters
+    ----------
+    frames : ndarray
+        ``(T, H, W)`` normalised frames.
+    settings : dict
+        The movie's settings: ``contrast`` (``bright``, ``dark`` or ``auto``) and, for auto, ``particle``.
+    modality : str
+        The movie's imaging modality, passed to :func:`rotdyn.survey.detect_contrast`.
+
+    Returns
+    -------
+    contrast : {"bright", "dark"}
+        The decision (bright when auto cannot decide).
+    reason : str
+        Why, for the log.
 
     Examples
     --------

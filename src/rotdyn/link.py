@@ -291,6 +291,11 @@ def estimate_track_drift(particles: pd.DataFrame, search_range: float, *, smooth
 def estimate_drift(*args, **kwargs) -> pd.DataFrame:
     """Deprecated name of :func:`estimate_track_drift` (kept for one release).
 
+    Returns
+    -------
+    DataFrame
+        What :func:`estimate_track_drift` returns: the drift ``x, y`` (px) of each frame.
+
     Examples
     --------
     >>> import warnings

@@ -170,6 +170,18 @@ class Discovery:
         stem may belong to two files (``x.tif``, ``x.npy``), whose row then
         applies to both.
 
+        Parameters
+        ----------
+        sheet : dict of str to dict
+            The sample sheet, one row (dict of settings) per key.
+        name : str
+            The movie's (safe) name, a key of ``self.movies``.
+
+        Returns
+        -------
+        dict or None
+            The row's settings; None when no row names the movie.
+
         Examples
         --------
         >>> found = Discovery({"Pos_2": Path("m/Pos 2.tif")})
@@ -183,6 +195,18 @@ class Discovery:
     def unused_rows(self, sheet: dict[str, dict], names=()) -> list[str]:
         """Sheet rows that name no movie found (by name or stem) nor any of ``names``.
 
+        Parameters
+        ----------
+        sheet : dict of str to dict
+            The sample sheet, one row per key.
+        names : iterable of str
+            Other names a row may rightly carry (e.g. simulated movies).
+
+        Returns
+        -------
+        list of str
+            The unused keys, sorted.
+
         Examples
         --------
         >>> Discovery({"Pos_2": Path("m/Pos 2.tif")}).unused_rows({"Pos 2": {}, "Pos_3": {}, "demo": {}}, ["demo"])
@@ -195,6 +219,11 @@ class Discovery:
         """What planning reports, as (``"info"`` or ``"warning"``, message).
 
         One line per renamed movie (path -> name), one per clash of names, one per skipped file.
+
+        Returns
+        -------
+        list of (str, str)
+            (level, message) pairs: renames first, then clashes, then skipped files.
 
         Examples
         --------

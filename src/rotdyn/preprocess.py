@@ -227,6 +227,18 @@ def invert(frames: np.ndarray, method: str = "percentile") -> np.ndarray:
     unnormalised frames to ``-frames`` (flattening and drift correction do
     not depend on the sign).
 
+    Parameters
+    ----------
+    frames : ndarray
+        ``(T, H, W)`` frames normalised with ``method``.
+    method : str
+        The normalisation they went through (:data:`NORMALIZE_METHODS`); another raises ValueError.
+
+    Returns
+    -------
+    ndarray
+        ``(T, H, W)`` float32: ``1 - frames`` (percentile, minmax) or ``-frames`` (the others).
+
     Examples
     --------
     >>> raw = np.array([[[2.0, 4.0], [6.0, 10.0]]])
@@ -289,6 +301,11 @@ def estimate_frame_drift(frames: np.ndarray, reference: str = "previous", upsamp
 
 def estimate_drift(*args, **kwargs) -> np.ndarray:
     """Deprecated name of :func:`estimate_frame_drift` (removed in the next release).
+
+    Returns
+    -------
+    ndarray
+        What :func:`estimate_frame_drift` returns: ``(T, 2)`` shift of each frame (px).
 
     Examples
     --------

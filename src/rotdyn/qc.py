@@ -100,6 +100,26 @@ FEATURE_NAMES = ("commonest value share", "log interdecile range", "autocorrelat
 def result(name: str, value, threshold, ok: bool, message: str = "", note: str | None = None) -> dict:
     """One check's outcome (:data:`rotdyn.contracts.QC_CHECK`), plain JSON types.
 
+    Parameters
+    ----------
+    name : str
+        The check's name (``"border"``, ``"coverage"``, ...).
+    value : float, array_like or None
+        What was measured; None when nothing could be.
+    threshold : float, list or None
+        The limit (or the pair of limits) the value was held against.
+    ok : bool
+        Whether the check passed.
+    message : str
+        What to do about it; kept only when the check failed.
+    note : str or None
+        Why the check could not tell (e.g. too few particles); left out when None or empty.
+
+    Returns
+    -------
+    dict
+        ``name, value, threshold, ok, message`` and ``note`` when given; numpy scalars made plain Python.
+
     Examples
     --------
     >>> result("border", np.float64(0.7), 0.3, False, "70 % dropped")
@@ -313,6 +333,11 @@ def particle_share(mean, threshold: float) -> float:
     threshold : float
         ``locate.threshold``.
 
+    Returns
+    -------
+    float
+        Share (0-1) of the frame's pixels whose most probable class exceeds ``threshold``.
+
     Examples
     --------
     >>> mean = np.zeros((1, 4, 4)); mean[0, :2] = 0.9
@@ -336,6 +361,11 @@ def check_coverage(shares, *, contrast: str | None = None, kind: str | None = No
         The movie's particle kind, for the setting's name.
     limit : float
         Trips above this.
+
+    Returns
+    -------
+    dict
+        A :func:`result` named ``coverage``; ``value``: the mean share (0-1).
 
     Examples
     --------
@@ -472,6 +502,13 @@ def particle_variance(mean, variance, threshold: float) -> tuple[float, int]:
     threshold : float
         ``locate.threshold``: particle pixels are above it.
 
+    Returns
+    -------
+    total : float
+        Sum of the variance of the most probable class over the particle pixels.
+    count : int
+        Number of particle pixels (``total / count`` is their mean variance).
+
     Examples
     --------
     >>> mean = np.array([[[0.9, 0.1]]]); var = np.array([[[0.02, 0.2]]])
@@ -542,6 +579,11 @@ def check_border(dropped: int, total: int, *, size: int | None = None, kind: str
     limit : float
         Trips above this share.
 
+    Returns
+    -------
+    dict
+        A :func:`result` named ``border``; ``value``: the share of windows dropped (0-1, 0 when none located).
+
     Examples
     --------
     >>> for part in check_border(70, 100, size=24, kind="rods")["message"].split(": ", 1):
@@ -567,6 +609,12 @@ def check_reconstruction(errors, *, limit: float = THRESHOLDS["reconstruction"])
         ``reconstruction_error`` of each window (latents.nc); NaN left out.
     limit : float
         Trips when the median exceeds it.
+
+    Returns
+    -------
+    dict
+        A :func:`result` named ``reconstruction``; ``value``: the median error, None (with a note) when no
+        window was encoded.
 
     Examples
     --------

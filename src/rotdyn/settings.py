@@ -29,6 +29,16 @@ def upgrade_config(config: dict) -> list[str]:
     dropped. Runs before the schema check, so old configs keep working for one
     release.
 
+    Parameters
+    ----------
+    config : dict
+        The workflow's configuration; changed in place.
+
+    Returns
+    -------
+    list of str
+        One warning per change; empty when the config is current.
+
     Examples
     --------
     >>> config = {"rvae": {"rotation_prior": "vonmises"}}
@@ -82,6 +92,12 @@ def rvae_fit_settings(rvae: dict, source: str) -> dict:
     source : {"frames", "probability"}
         Where the windows are cut (``patches.source``).
 
+    Returns
+    -------
+    dict
+        The model and fit settings (the section less :data:`RVAE_NOT_MODEL`), each ``"auto"`` replaced by
+        :data:`RVAE_AUTO`'s value for ``source``.
+
     Examples
     --------
     >>> rvae_fit_settings({"scope": "movie", "likelihood": "auto", "polarity": "auto", "epochs": 5}, "frames")
@@ -100,6 +116,16 @@ def canonical(value: Any) -> Any:
     Snakemake compares params by their text, and the order of the keys follows
     the config files (a --configfile puts its keys first): the same settings
     in another order must not rerun anything.
+
+    Parameters
+    ----------
+    value : Any
+        A config value: dicts and lists are walked, anything else kept.
+
+    Returns
+    -------
+    Any
+        A copy of the dicts and lists, keys sorted; other values as they were.
 
     Examples
     --------

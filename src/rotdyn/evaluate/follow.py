@@ -17,6 +17,16 @@ import pandas as pd
 def wrap_axis(angle):
     """Angles modulo pi, in [-pi/2, pi/2).
 
+    Parameters
+    ----------
+    angle : array_like
+        Angles (rad).
+
+    Returns
+    -------
+    ndarray
+        The same axes (rad, float64), wrapped into [-pi/2, pi/2).
+
     Examples
     --------
     >>> np.degrees(wrap_axis(np.radians([100.0, -100.0, 45.0]))).round(6).tolist()
@@ -27,6 +37,18 @@ def wrap_axis(angle):
 
 def axis_error(latent, reference) -> float:
     """Median ``|latent - reference - c|`` modulo pi for the best global offset ``c``, in degrees.
+
+    Parameters
+    ----------
+    latent : array_like
+        Latent angles (rad); compared as axes (modulo pi).
+    reference : array_like
+        Reference axes (rad), same length: ellipse orientation or true angle. Pairs with NaN are left out.
+
+    Returns
+    -------
+    float
+        The median axis error (degrees, 0-90) after the best global offset; NaN when no pair is finite.
 
     Examples
     --------
@@ -45,6 +67,22 @@ def axis_error(latent, reference) -> float:
 
 def runs(table: pd.DataFrame, flag: str, min_frames: int = 20, track: str = "track") -> list[pd.DataFrame]:
     """Stretches of consecutive frames of one track where column ``flag`` holds, at least ``min_frames`` long.
+
+    Parameters
+    ----------
+    table : DataFrame
+        One row per particle and frame: ``frame``, the track id column and ``flag``.
+    flag : str
+        Boolean column: the frames that count.
+    min_frames : int
+        Shortest stretch kept (frames).
+    track : str
+        The track id column.
+
+    Returns
+    -------
+    list of DataFrame
+        The rows of each stretch, sorted by frame, track by track.
 
     Examples
     --------
@@ -70,6 +108,15 @@ def follow_slope(segments, latent: str = "latent", reference: str = "orientation
     pairs are fitted by total least squares (the major axis of their
     covariance), since both carry noise. 1 means the latent turns exactly
     as the particle does; 0, that it does not turn.
+
+    Parameters
+    ----------
+    segments : iterable of DataFrame
+        Stretches of one particle over consecutive frames (e.g. from :func:`runs`).
+    latent : str
+        Column of the latent angle (rad, an axis modulo pi after unwrapping twice the angle).
+    reference : str
+        Column of the reference axis (rad, modulo pi).
 
     Returns
     -------
