@@ -34,6 +34,18 @@ POOLED = "_pooled"  # the model name of an rVAE pooled over a kind's movies (mov
 def merge(base: dict, override: dict | None) -> dict:
     """``base`` updated by ``override`` recursively (dicts merge key by key, anything else replaces).
 
+    Parameters
+    ----------
+    base : dict
+        Defaults; not changed.
+    override : dict or None
+        Values that win; None changes nothing.
+
+    Returns
+    -------
+    dict
+        A deep copy of ``base`` with ``override`` merged in.
+
     Examples
     --------
     >>> merge({"a": 1, "b": {"c": 2, "d": 3}}, {"b": {"d": 4}, "e": 5})
@@ -50,6 +62,15 @@ def merge(base: dict, override: dict | None) -> dict:
 
 def kind_names(config: dict) -> list[str]:
     """The configured kinds, sorted.
+
+    Parameters
+    ----------
+    config : dict
+        The workflow's configuration (``particles.kinds``).
+
+    Returns
+    -------
+    list of str
 
     Examples
     --------
@@ -100,6 +121,20 @@ def kind_settings(config: dict, kind: str) -> dict:
 def movie_kind(config: dict, row: dict | None, movie: str = "") -> str:
     """The kind of a movie: its sample-sheet ``particles`` cell, else ``particles.default``.
 
+    Parameters
+    ----------
+    config : dict
+        The workflow's configuration (``particles.default``, ``particles.kinds``).
+    row : dict or None
+        The movie's sample-sheet row.
+    movie : str
+        The movie's name, for the error.
+
+    Returns
+    -------
+    str
+        The kind's name.
+
     Raises
     ------
     ValueError naming the movie and the kind when the kind is not configured.
@@ -120,6 +155,20 @@ def movie_kind(config: dict, row: dict | None, movie: str = "") -> str:
 def movie_contrast(config: dict, kind: str, row: dict | None) -> str:
     """A movie's contrast setting: its sample-sheet ``contrast`` cell, else its kind's.
 
+    Parameters
+    ----------
+    config : dict
+        The workflow's configuration.
+    kind : str
+        The movie's kind (:func:`movie_kind`).
+    row : dict or None
+        The movie's sample-sheet row.
+
+    Returns
+    -------
+    str
+        ``"bright"``, ``"dark"`` or ``"auto"`` (bright when neither sets it).
+
     Examples
     --------
     >>> config = {"particles": {"default": "cells", "kinds": {"cells": {"contrast": "auto"}}}}
@@ -131,6 +180,16 @@ def movie_contrast(config: dict, kind: str, row: dict | None) -> str:
 
 def simulation(settings: dict) -> dict:
     """The simulator parameters of a kind's training set (``kind`` included, calibration keys left out).
+
+    Parameters
+    ----------
+    settings : dict
+        A kind's settings (:func:`kind_settings`).
+
+    Returns
+    -------
+    dict
+        ``training_set.simulate`` less :data:`CALIBRATION_KEYS`; empty when it has none.
 
     Examples
     --------
@@ -146,6 +205,18 @@ def particle_size(settings: dict, resolve: Callable[[str, dict], dict] | None = 
 
     ``resolve(simulator, params)`` fills the sizes the kind leaves unset with
     the simulator's defaults (:func:`rotdyn.simulate.check_params`).
+
+    Parameters
+    ----------
+    settings : dict
+        A kind's settings (:func:`kind_settings`).
+    resolve : callable or None
+        ``resolve(simulator, params) -> params`` with the defaults filled in; None: only the sizes set.
+
+    Returns
+    -------
+    dict
+        ``simulator`` (its name), then the :data:`SIZE_KEYS` known (px).
 
     Examples
     --------
@@ -163,6 +234,16 @@ def particle_size(settings: dict, resolve: Callable[[str, dict], dict] | None = 
 
 def unset_sizes(settings: dict) -> list[str]:
     """The size and noise keys a kind's training simulation leaves unset: they are measured on the movie.
+
+    Parameters
+    ----------
+    settings : dict
+        A kind's settings (:func:`kind_settings`).
+
+    Returns
+    -------
+    list of str
+        The :data:`MEASURED` keys of the kind's simulator absent from its settings; empty for labelled sets.
 
     Examples
     --------
@@ -189,6 +270,13 @@ def check_kinds(config: dict, check_simulation: Callable[[str, dict], Any]) -> N
     ``check_simulation(simulator, params)`` checks a training simulation's
     parameters (:func:`rotdyn.simulate.check_params`); its error is passed
     on with the kind's config path in front.
+
+    Parameters
+    ----------
+    config : dict
+        The workflow's configuration.
+    check_simulation : callable
+        ``check_simulation(simulator, params)``, raising ValueError or TypeError on bad parameters.
 
     Examples
     --------

@@ -767,6 +767,11 @@ def num_threads(n: int | None):
     n : int or None
         Threads.
 
+    Returns
+    -------
+    contextlib.AbstractContextManager
+        Yields None; the previous thread count is restored on exit.
+
     Examples
     --------
     >>> import torch

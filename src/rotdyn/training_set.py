@@ -68,6 +68,11 @@ AFM_KINDS = ("rods",)
 class TrainingSetError(ValueError):
     """A training set cannot be built; the message names the file or folder.
 
+    Parameters
+    ----------
+    message : str
+        What is wrong, starting with the file or folder concerned.
+
     Examples
     --------
     >>> try:
@@ -207,6 +212,20 @@ def read_pair(image_path: str | Path, mask_path: str | Path) -> tuple[np.ndarray
 
     Read by :func:`rotdyn.formats.read_image` / :func:`rotdyn.formats.read_mask`;
     masks stored as 0/255 become 0/1.
+
+    Parameters
+    ----------
+    image_path : str or Path
+        The image (any format :func:`rotdyn.formats.read_image` reads).
+    mask_path : str or Path
+        Its mask of integer class labels (0 background), same shape.
+
+    Returns
+    -------
+    image : ndarray
+        ``(frame, y, x)`` float32.
+    mask : ndarray
+        ``(frame, y, x)`` uint8 class labels.
 
     Raises
     ------
@@ -500,6 +519,16 @@ def centre_radius(truth) -> float:
     width apart) a third of a width apart, and of two rods crossing at 60
     degrees or more with centres 4 px apart still mostly separate. Uses the
     truth's ``width`` (rods, cells) or ``diameter`` column, else 1.5 px.
+
+    Parameters
+    ----------
+    truth : DataFrame
+        The simulation's ground truth, one row per particle (sizes in px).
+
+    Returns
+    -------
+    float
+        The disc radius (px), at least 1.
 
     Examples
     --------
@@ -826,6 +855,21 @@ def calibrate(sim: dict, measured: dict, frames: int = 3) -> dict:
     step of a fixed-point iteration that makes the simulation *read* like the
     movie. ``length_sd`` is kept as read.
 
+    Parameters
+    ----------
+    sim : dict
+        The kind's training simulation settings (``kind`` and the simulator's parameters; calibration keys ignored).
+    measured : dict
+        Sizes measured on the movie (``length``, ``width``, ``diameter`` in px, ``noise``, ``length_sd``).
+    frames : int
+        Frames of the probe movie.
+
+    Returns
+    -------
+    dict
+        ``measured`` with each size corrected (by one step, bounded to 0.5-2 times the measured value); unchanged
+        where the probe could not be measured.
+
     Examples
     --------
     >>> sizes = calibrate({"kind": "rods", "size": 96, "count": 10, "seed": 0}, {"length": 20.0, "width": 6.0})
@@ -865,6 +909,11 @@ def run(job) -> None:
     the simulator keys the kind leaves unset, taken from the sizes measured on
     ``job.input.movie`` (:func:`with_measured_sizes`).
 
+
+    Parameters
+    ----------
+    job : snakemake job or :class:`rotdyn.jobs.Job`
+        ``params`` as above, ``wildcards.kind`` the kind, ``output[0]`` the training set (.nc).
 
     Examples
     --------

@@ -79,6 +79,16 @@ def save(fig, path) -> None:
 def latent_cmap(name: str) -> str:
     """A cyclic colour map for the angle (so -180 and 180 deg look alike), else viridis.
 
+    Parameters
+    ----------
+    name : str
+        The latent (``angle``, ``dx``, ``z1``, ...).
+
+    Returns
+    -------
+    str
+        A matplotlib colour map name.
+
     Examples
     --------
     >>> latent_cmap("angle"), latent_cmap("z1")
@@ -89,6 +99,18 @@ def latent_cmap(name: str) -> str:
 
 def in_units(name: str, values):
     """``values`` of latent ``name`` in the units plotted: degrees for the angle, else unchanged.
+
+    Parameters
+    ----------
+    name : str
+        The latent (``angle`` in rad, else unitless or px).
+    values : array_like
+        Its values.
+
+    Returns
+    -------
+    ndarray or array_like
+        The angle in degrees; other latents' values as given.
 
     Examples
     --------
