@@ -51,6 +51,18 @@ _LOGSD_RANGE = (-12.0, 6.0)  # keeps exp() finite early in training
 def rotation_prior_name(name: str, warn: bool = True) -> str:
     """The current name of a rotation prior option (``"vonmises"`` is now ``"uniform"``), warning on old names.
 
+    Parameters
+    ----------
+    name : str
+        A ``rotation_prior`` option, current or deprecated (:data:`DEPRECATED_PRIORS`).
+    warn : bool
+        Issue a FutureWarning for a deprecated name.
+
+    Returns
+    -------
+    str
+        The current name (``name`` itself when it is not deprecated).
+
     Examples
     --------
     >>> rotation_prior_name("normal")
@@ -178,6 +190,16 @@ class RVAE(nn.Module):
     def offsets_px(self, dx, dy):
         """Latent offsets -> pixels: ``(dx_px, dy_px)``, +x right (column), +y down (row).
 
+        Parameters
+        ----------
+        dx, dy : float, ndarray or torch.Tensor
+            Offsets in latent units (``dx_scale`` grid units each).
+
+        Returns
+        -------
+        dx_px, dy_px : same type as the input
+            The offsets in px, +x right, +y down.
+
         Examples
         --------
         >>> RVAE(25).offsets_px(1.0, -1.0)
@@ -188,6 +210,20 @@ class RVAE(nn.Module):
 
     def split_latent(self, latent: torch.Tensor):
         """Full latent ``(B, n_latent)`` -> angle ``(B,)``, shift ``(B, 2)`` (latent units, y down), z ``(B, k)``.
+
+        Parameters
+        ----------
+        latent : torch.Tensor
+            ``(B, n_latent)`` full latents ``[angle, dx, dy, z...]`` (``[angle, z...]`` without translation).
+
+        Returns
+        -------
+        angle : torch.Tensor
+            ``(B,)`` rad.
+        shift : torch.Tensor
+            ``(B, 2)`` offsets ``(dx, dy)`` in latent units; zeros without translation.
+        z : torch.Tensor
+            ``(B, latent_dim)`` content latents.
 
         Examples
         --------
@@ -219,6 +255,16 @@ class RVAE(nn.Module):
     def decoder_dtype(self, device: torch.device | str = "cpu") -> torch.dtype:
         """Compute dtype of the decoder on ``device``: bfloat16 under autocast to it, else :attr:`precision`.
 
+        Parameters
+        ----------
+        device : torch.device or str
+            Where the decoder runs.
+
+        Returns
+        -------
+        torch.dtype
+            ``torch.float32`` or ``torch.bfloat16``.
+
         Examples
         --------
         >>> RVAE(8).decoder_dtype(), RVAE(8, precision="bfloat16").decoder_dtype()
@@ -233,7 +279,26 @@ class RVAE(nn.Module):
                                  self._tiled(device), autocast)
 
     def decoder_raw(self, latent: torch.Tensor) -> torch.Tensor:
-        """Decoder output ``(B, P)``, float32: logits (Bernoulli) or means (Gaussian)."""
+        """Decoder output ``(B, P)``, float32: logits (Bernoulli) or means (Gaussian).
+
+        Parameters
+        ----------
+        latent : torch.Tensor
+            ``(B, n_latent)`` full latents ``[angle, dx, dy, z...]``.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(B, S * S)`` float32, pixels row by row; :meth:`decode` makes images of them.
+
+        Examples
+        --------
+        >>> model = RVAE(8, latent_dim=2, likelihood="bernoulli")
+        >>> raw = model.decoder_raw(torch.zeros(3, 5))
+        >>> images = model.decode(torch.zeros(3, 5))
+        >>> raw.shape, raw.dtype, bool(torch.allclose(torch.sigmoid(raw).reshape(3, 8, 8), images))
+        (torch.Size([3, 64]), torch.float32, True)
+        """
         dev = latent.device
         dtype = self.decoder_dtype(dev)
         if self._tiled(dev) and len(latent) and self.second.weight.dtype == torch.float32:
@@ -260,6 +325,16 @@ class RVAE(nn.Module):
 
         The angle's mean is wrapped to [-pi, pi).
 
+        Parameters
+        ----------
+        x : torch.Tensor
+            ``(B, S, S)`` windows (or ``(B, S * S)``).
+
+        Returns
+        -------
+        dict
+            ``mean`` and ``sd``, each ``(B, n_latent)`` in the layout ``[angle (rad), dx, dy, z...]``.
+
         Examples
         --------
         >>> q = RVAE(8, latent_dim=2).encode(torch.rand(3, 8, 8))
@@ -278,6 +353,16 @@ class RVAE(nn.Module):
 
         Bernoulli: pixel probabilities; Gaussian: pixel means.
 
+        Parameters
+        ----------
+        latent : torch.Tensor
+            ``(B, n_latent)`` full latents (angle in rad, offsets in latent units).
+
+        Returns
+        -------
+        torch.Tensor
+            ``(B, S, S)`` float32 images.
+
         Examples
         --------
         >>> RVAE(8, latent_dim=2).decode(torch.zeros(2, 5)).shape
@@ -289,7 +374,18 @@ class RVAE(nn.Module):
         return raw.reshape(len(latent), self.size, self.size)
 
     def noise_sd(self) -> torch.Tensor | float | None:
-        """Gaussian pixel noise sd (learned or fixed); None for Bernoulli."""
+        """Gaussian pixel noise sd (learned or fixed); None for Bernoulli.
+
+        Returns
+        -------
+        torch.Tensor, float or None
+            The learned sd (a 0-d tensor, with gradient), the fixed ``noise_sd``, or None for Bernoulli.
+
+        Examples
+        --------
+        >>> RVAE(8, noise_sd=0.1).noise_sd(), RVAE(8).noise_sd().item(), RVAE(8, likelihood="bernoulli").noise_sd()
+        (0.1, 1.0, None)
+        """
         if self.config["likelihood"] != "gaussian":
             return None
         return torch.exp(self.log_noise) if self.log_noise is not None else self.config["noise_sd"]
@@ -301,6 +397,16 @@ class RVAE(nn.Module):
         uniform prior drops the ``m^2`` term (the mean is free, the posterior
         sd held near ``rotation_sd``). Offsets: N(0, ``translation_sd``^2).
         Content: N(0, 1).
+
+        Parameters
+        ----------
+        mean, sd : torch.Tensor
+            ``(B, n_latent)`` posterior means and sds (:meth:`encode`).
+
+        Returns
+        -------
+        torch.Tensor
+            ``(B,)`` KL divergence in nats, summed over the latents.
 
         Examples
         --------
@@ -328,6 +434,27 @@ class RVAE(nn.Module):
 
         Gaussian: ``sum (x - mu)^2 / (2 sd^2) + P log sd + P/2 log(2 pi)``;
         Bernoulli: binary cross-entropy with logits, summed over pixels.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            ``(B, S, S)`` windows (or ``(B, P)``).
+        raw : torch.Tensor
+            ``(B, P)`` decoder output (:meth:`decoder_raw`): means (Gaussian) or logits (Bernoulli).
+
+        Returns
+        -------
+        torch.Tensor
+            ``(B,)`` negative log-likelihood in nats.
+
+        Examples
+        --------
+        A perfect Gaussian fit with sd 1 costs ``P/2 log(2 pi)``; logits 0 cost ``P log 2``:
+
+        >>> x, raw = torch.zeros(1, 8, 8), torch.zeros(1, 64)
+        >>> gaussian, bernoulli = RVAE(8, noise_sd=1.0), RVAE(8, likelihood="bernoulli")
+        >>> round(gaussian.nll(x, raw).item(), 4), round(bernoulli.nll(x, raw).item(), 4)
+        (58.8121, 44.3614)
         """
         x = x.reshape(len(x), -1)
         if self.config["likelihood"] == "bernoulli":
@@ -343,6 +470,18 @@ class RVAE(nn.Module):
         ``generator`` draws the reparameterisation noise (for reproducibility).
         With polarity on, windows pointing against the head-tail reference are
         decoded at their angle + pi (a discrete turn, outside the gradient).
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            ``(B, S, S)`` windows.
+        generator : torch.Generator or None
+            Source of the reparameterisation noise; None: torch's global one.
+
+        Returns
+        -------
+        dict
+            ``loss`` (= ``nll + kl``), ``nll`` and ``kl``, each ``(B,)`` in nats.
 
         Examples
         --------
@@ -366,19 +505,106 @@ class RVAE(nn.Module):
 
     # ------------------------------------------------- polarity (rotdyn.rvae.polarity)
     def aligned(self, x: torch.Tensor, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Windows seen in the decoder's angle-0 frame at ``r'`` and ``-r'`` (:func:`~rotdyn.rvae.polarity.aligned`)."""
+        """Windows seen in the decoder's angle-0 frame at ``r'`` and ``-r'`` (:func:`~rotdyn.rvae.polarity.aligned`).
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            ``(B, S, S)`` windows.
+        latent : torch.Tensor
+            ``(B, n_latent)`` full latents ``[angle, dx, dy, z...]``.
+
+        Returns
+        -------
+        plus, minus : torch.Tensor
+            ``(B, S * S)`` each: the window at ``r'`` and at ``-r'``, in the order of :attr:`grid`.
+
+        Examples
+        --------
+        >>> model = RVAE(9, hidden=16)
+        >>> x = torch.arange(81.0).reshape(1, 9, 9)
+        >>> plus, minus = model.aligned(x, torch.zeros(1, model.n_latent))
+        >>> torch.equal(plus.reshape(9, 9), x[0]), torch.equal(minus.reshape(9, 9), x[0].flip(0, 1))
+        (True, True)
+        """
         return polarity.aligned(self, x, latent)
 
     def polarity_flip(self, x: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
-        """``(B,)`` bool: the head lies at the latent angle + pi (:func:`~rotdyn.rvae.polarity.flip`)."""
+        """``(B,)`` bool: the head lies at the latent angle + pi (:func:`~rotdyn.rvae.polarity.flip`).
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            ``(B, S, S)`` windows.
+        latent : torch.Tensor
+            ``(B, n_latent)`` their latents.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(B,)`` bool, on ``x``'s device; all False until :meth:`fit_polarity`.
+
+        Examples
+        --------
+        >>> model = RVAE(9, hidden=16)
+        >>> model.polarity_flip(torch.rand(2, 9, 9), torch.zeros(2, model.n_latent)).tolist()  # no reference fitted
+        [False, False]
+        """
         return polarity.flip(self, x, latent)
 
     def resolve_polarity(self, x: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
-        """``latent`` with head and tail resolved (:func:`~rotdyn.rvae.polarity.resolve`)."""
+        """``latent`` with head and tail resolved (:func:`~rotdyn.rvae.polarity.resolve`).
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            ``(B, S, S)`` windows.
+        latent : torch.Tensor
+            ``(B, n_latent)`` their latents.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(B, n_latent)``: the angle turned by pi where the head lies opposite, wrapped to [-pi, pi) (rad);
+            the other latents as given.
+
+        Examples
+        --------
+        Without a fitted reference nothing turns:
+
+        >>> model = RVAE(9, hidden=16)
+        >>> latent = torch.tensor([[0.5, 0.0, 0.0, 1.0, 2.0]])
+        >>> torch.equal(model.resolve_polarity(torch.rand(1, 9, 9), latent), latent)
+        True
+        """
         return polarity.resolve(self, x, latent)
 
     def fit_polarity(self, x: torch.Tensor, batch_size: int = 1000, iterations: int = 30) -> float:
-        """Refit :attr:`polarity_ref` on windows ``x`` (:func:`~rotdyn.rvae.polarity.fit_reference`)."""
+        """Refit :attr:`polarity_ref` on windows ``x`` (:func:`~rotdyn.rvae.polarity.fit_reference`).
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            ``(N, S, S)`` windows.
+        batch_size : int
+            Windows encoded at once.
+        iterations : int
+            Passes of the sign ascent.
+
+        Returns
+        -------
+        float
+            Share of windows whose polarity changed against the previous reference (1.0 for the first fit;
+            0.0 for no windows).
+
+        Examples
+        --------
+        >>> _ = torch.manual_seed(0)
+        >>> model = RVAE(9, hidden=16)
+        >>> x = torch.rand(6, 9, 9)
+        >>> model.fit_polarity(x), bool(model.polarity_ref.abs().sum() > 0), model.fit_polarity(x[:0])
+        (1.0, True, 0.0)
+        """
         return polarity.fit_reference(self, x, batch_size, iterations)
 
 
