@@ -57,6 +57,20 @@ def _windows(patches) -> np.ndarray:
 def split_train_test(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Random ``(train, test)`` indices; at least one training window, test may be empty.
 
+    Parameters
+    ----------
+    n : int
+        Number of windows.
+    test_fraction : float
+        Share held out for testing, in [0, 1) (rounded to whole windows; ValueError outside).
+    seed : int
+        Seed of the permutation.
+
+    Returns
+    -------
+    train, test : ndarray
+        Sorted window indices; together ``0 .. n - 1``.
+
     Examples
     --------
     >>> train, test = split_train_test(8, 0.25, seed=0)
@@ -77,6 +91,26 @@ def _data_hash(x: np.ndarray) -> str:
 def mean_loss(model: RVAE, x: torch.Tensor, idx: torch.Tensor, batch_size: int,
               generator: torch.Generator | None = None, amp_dtype=None) -> float:
     """Mean negative ELBO per window of windows ``x[idx]`` (no gradients); NaN when ``idx`` is empty.
+
+    Parameters
+    ----------
+    model : RVAE
+        Put in eval mode.
+    x : torch.Tensor
+        ``(N, S, S)`` windows.
+    idx : torch.Tensor
+        Indices of the windows to score.
+    batch_size : int
+        Windows per forward pass.
+    generator : torch.Generator or None
+        Source of the reparameterisation noise.
+    amp_dtype : torch.dtype or None
+        Autocast dtype (None: no autocast).
+
+    Returns
+    -------
+    float
+        Mean negative ELBO per window, nats.
 
     Examples
     --------
@@ -136,6 +170,24 @@ class FitState:
 
 def train_epoch(state: FitState, x: torch.Tensor, train_idx: torch.Tensor, batch_size: int, amp_dtype) -> float:
     """One pass of Adam over the training windows in a shuffled order; returns the mean loss per window.
+
+    Parameters
+    ----------
+    state : FitState
+        Model, optimizer, scaler and generators; updated in place.
+    x : torch.Tensor
+        ``(N, S, S)`` windows.
+    train_idx : torch.Tensor
+        Indices of the training windows.
+    batch_size : int
+        Windows per optimizer step.
+    amp_dtype : torch.dtype or None
+        Autocast dtype (None: no autocast).
+
+    Returns
+    -------
+    float
+        Mean negative ELBO per training window over the epoch, nats (as trained, before each step).
 
     Examples
     --------

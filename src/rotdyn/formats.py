@@ -54,6 +54,11 @@ _S_PER_UNIT = {"s": 1.0, "sec": 1.0, "second": 1.0, "seconds": 1.0, "ms": 1e-3, 
 class MovieReadError(Exception):
     """Raised with a message that names the file and the problem.
 
+    Parameters
+    ----------
+    message : str
+        The file and what is wrong with it.
+
     Examples
     --------
     >>> try:
@@ -566,6 +571,16 @@ def _collect_dataset(shapes: dict, name: str, obj) -> None:
 
 def natural_key(name: str) -> list:
     """Sort key putting frame_2 before frame_10 (digits compare as numbers, letters ignore case).
+
+    Parameters
+    ----------
+    name : str
+        A file name.
+
+    Returns
+    -------
+    list
+        Alternating lower-cased text and ints, for ``sorted(key=...)``.
 
     Examples
     --------

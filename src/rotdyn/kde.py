@@ -175,6 +175,16 @@ def _bandwidth(values, bandwidth, circular, dims=1) -> float:
 def angle_grid(grid_points: int) -> np.ndarray:
     """The circular grid: ``grid_points`` angles from -pi, spacing 2 pi / grid_points (pi excluded).
 
+    Parameters
+    ----------
+    grid_points : int
+        Number of grid points.
+
+    Returns
+    -------
+    ndarray
+        ``(grid_points,)`` angles, rad, in [-pi, pi).
+
     Examples
     --------
     >>> np.degrees(angle_grid(4))
@@ -185,6 +195,20 @@ def angle_grid(grid_points: int) -> np.ndarray:
 
 def linear_grid(values, h: float, grid_points: int) -> np.ndarray:
     """Grid from min - 3 h to max + 3 h of the finite ``values`` (-1..1 when there are none).
+
+    Parameters
+    ----------
+    values : array_like
+        The latent's values; NaN and inf ignored.
+    h : float
+        Bandwidth, in the values' units; not finite: the -1..1 grid.
+    grid_points : int
+        Number of grid points.
+
+    Returns
+    -------
+    ndarray
+        ``(grid_points,)`` evenly spaced points.
 
     Examples
     --------

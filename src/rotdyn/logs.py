@@ -20,6 +20,11 @@ def log_to(path: str | os.PathLike | None, level: int = logging.INFO):
     level : int
         Lowest level written.
 
+    Returns
+    -------
+    contextlib.AbstractContextManager
+        Entering it yields the package's logger (see Yields).
+
     Yields
     ------
     logging.Logger

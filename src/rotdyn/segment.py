@@ -309,6 +309,13 @@ class FastEnsemble:
         Returns
         -------
         str
+
+        Examples
+        --------
+        >>> from rotdyn.networks import build_network
+        >>> fast = FastEnsemble([build_network("dilnet", 2, width=4).eval()], bf16=False, threads=1)
+        >>> fast.describe().split("; ")[:2]
+        ['precision: float32', 'device: cpu']
         """
         return "; ".join(f"{key}: {value}" for key, value in self.settings.items())
 
@@ -334,7 +341,20 @@ class FastEnsemble:
         return torch.cat([m for m, _ in parts]), torch.cat([v for _, v in parts])
 
     def close(self) -> None:
-        """Stop the worker threads (a later call starts them again)."""
+        """Stop the worker threads (a later call starts them again).
+
+        Examples
+        --------
+        >>> import torch
+        >>> from rotdyn.networks import build_network
+        >>> fast = FastEnsemble([build_network("dilnet", 2, width=4).eval()], bf16=False, threads=2)
+        >>> x = torch.rand(2, 1, 16, 16)
+        >>> _ = fast(x)  # two frames, two workers: the threads start
+        >>> fast.close()
+        >>> fast(x)[0].shape  # they start again
+        torch.Size([2, 2, 16, 16])
+        >>> fast.close()
+        """
         if self._pool is not None:
             self._pool.shutdown()
             self._pool = None

@@ -32,6 +32,11 @@ def atomic_path(path: str | os.PathLike):
     path : str or os.PathLike
         The file to write (its folder is created).
 
+    Returns
+    -------
+    contextlib.AbstractContextManager
+        Entering it yields the temporary path (see Yields).
+
     Yields
     ------
     pathlib.Path

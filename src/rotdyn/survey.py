@@ -1081,6 +1081,20 @@ def measure(frames, simulator: str, keys) -> dict:
     :func:`estimate_noise`). A key that could not be measured (no isolated
     particle, or no usable frame) is left out, with a warning.
 
+    Parameters
+    ----------
+    frames : array_like
+        ``(T, H, W)`` normalised frames, particles bright.
+    simulator : str
+        The simulator whose particle is measured (``rods``, ``cells``, ``spheres``, ``atoms``).
+    keys : iterable of str
+        The parameters to measure.
+
+    Returns
+    -------
+    dict
+        Each measured key's value (float); keys that could not be measured are left out.
+
     Examples
     --------
     >>> from rotdyn.simulate import simulate_rods

@@ -46,6 +46,11 @@ def rotation(angle: torch.Tensor) -> torch.Tensor:
     angle : torch.Tensor
         ``(B,)`` angles, rad.
 
+    Returns
+    -------
+    torch.Tensor
+        ``(B, 2, 2)`` matrices ``[[cos, -sin], [sin, cos]]``, of ``angle``'s dtype and device.
+
     Examples
     --------
     >>> import math
@@ -59,6 +64,18 @@ def rotation(angle: torch.Tensor) -> torch.Tensor:
 
 def display_shift(shift: torch.Tensor, dx_scale: float) -> torch.Tensor:
     """Latent offsets ``(B, 2)`` (dx right, dy DOWN, latent units) -> display-frame shifts (grid units, y up).
+
+    Parameters
+    ----------
+    shift : torch.Tensor
+        ``(B, 2)`` latent offsets ``(dx, dy)``, latent units, dy positive down.
+    dx_scale : float
+        Grid units per latent offset unit (:class:`~rotdyn.rvae.RVAE`'s ``dx_scale``).
+
+    Returns
+    -------
+    torch.Tensor
+        ``(B, 2)`` shifts ``(x, y)`` in grid units, y positive up.
 
     Examples
     --------

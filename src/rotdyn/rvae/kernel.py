@@ -70,6 +70,20 @@ def auto_dtype(device: torch.device | str, pixels: int, hidden: int) -> torch.dt
 def tile_images(pixels: int, hidden: int, dtype: torch.dtype) -> int:
     """Images per tile: as many whole windows as keep one hidden activation within :data:`TILE_BYTES`.
 
+    Parameters
+    ----------
+    pixels : int
+        Pixels per window (``S * S``).
+    hidden : int
+        Width of the hidden layers.
+    dtype : torch.dtype
+        Compute dtype of the activations (its item size counts).
+
+    Returns
+    -------
+    int
+        Whole windows per tile, at least 1.
+
     Examples
     --------
     >>> tile_images(24 * 24, 128, torch.float32), tile_images(24 * 24, 128, torch.bfloat16)
@@ -86,6 +100,26 @@ def decoder_precision(precision: str, device: torch.device | str, pixels: int, h
     Under autocast to bfloat16 (``autocast``), bfloat16; "auto" is
     :func:`auto_dtype` for the tiled decoder (``tiled``; None: on the CPU)
     and float32 for the plain one.
+
+    Parameters
+    ----------
+    precision : {"auto", "float32", "bfloat16"}
+        The model's ``precision`` option; another raises ValueError.
+    device : torch.device or str
+        Where the decoder runs.
+    pixels : int
+        Pixels per window (``S * S``), for :func:`auto_dtype`.
+    hidden : int
+        Width of the hidden layers, for :func:`auto_dtype`.
+    tiled : bool or None
+        Whether the tiled decoder runs (None: on the CPU only).
+    autocast : torch.dtype or None
+        The autocast dtype in force on ``device``, None outside autocast.
+
+    Returns
+    -------
+    torch.dtype
+        ``torch.float32`` or ``torch.bfloat16``.
 
     Examples
     --------
@@ -117,6 +151,20 @@ def _fused(dtype: torch.dtype) -> bool:
 
 def linear_tanh(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """``tanh(x @ weight.T + bias)``, a new tensor: one oneDNN call where available, else matmul then tanh.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        ``(N, in)`` inputs.
+    weight : torch.Tensor
+        ``(out, in)`` weights, of ``x``'s dtype.
+    bias : torch.Tensor or None
+        ``(out,)`` bias; None for none.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(N, out)``, of ``x``'s dtype.
 
     Examples
     --------
@@ -173,6 +221,15 @@ class Workspace:
         -------
         Tensor
             Uninitialised: the caller writes it.
+
+        Examples
+        --------
+        >>> ws = Workspace()
+        >>> a = ws.get("h1", 2, 3, torch.zeros(1))
+        >>> b = ws.get("h1", 8, 3, torch.zeros(1))  # larger: the buffer grows
+        >>> c = ws.get("h1", 8, 3, torch.zeros(1, dtype=torch.bfloat16))  # another dtype: a new buffer
+        >>> b.shape, c.dtype, ws.buffers["h1"].shape
+        (torch.Size([8, 3]), torch.bfloat16, torch.Size([8, 3]))
         """
         buf = self.buffers.get(name)
         if buf is None or buf.shape[0] < rows or buf.shape[1] != cols or buf.dtype != like.dtype \
@@ -194,6 +251,13 @@ class TiledMLP(torch.autograd.Function):
     matmul of ``grid1`` with the tile's ``Ac`` side by side, and one matmul
     gives both gradients back. ``dtype``: compute dtype (see the module).
     Called through :func:`tiled_mlp`, which documents the arguments.
+
+    Parameters
+    ----------
+    grid1, Ac, W2, b2, w3, b3, ws, tile, dtype
+        Of :meth:`forward`: as :func:`tiled_mlp`'s ``grid1 .. b3``, ``workspace``, ``tile`` and ``dtype``.
+    save : bool
+        Of :meth:`forward`: keep the activations (in ``ws``) for the backward pass.
 
     Examples
     --------
@@ -288,6 +352,11 @@ def tiled_mlp(grid1: torch.Tensor, Ac: torch.Tensor, W2: torch.Tensor, b2: torch
     dtype : torch.dtype
         Compute dtype of the matmuls and saved activations: ``torch.float32``
         or ``torch.bfloat16`` (inputs, output and gradients stay float32).
+
+    Returns
+    -------
+    torch.Tensor
+        ``(B, P)`` float32 decoder output, differentiable in ``Ac`` and the weights.
 
     Examples
     --------

@@ -21,6 +21,11 @@ def render(model: RVAE, angle=0.0, dx=0.0, dy=0.0, z=None) -> np.ndarray:
     z : array ``(n, k)`` or ``(k,)`` or None
         Content latents; None = zeros. All arguments broadcast to one ``n``.
 
+    Returns
+    -------
+    ndarray
+        ``(n, S, S)`` float32 images: pixel means (Gaussian) or probabilities (Bernoulli).
+
     Examples
     --------
     >>> model = RVAE(9, latent_dim=2, hidden=16)
