@@ -4,12 +4,14 @@ Each test works on its own copy of the run (tests/conftest.py). What a rerun
 would do is read off Snakemake's own dry run; adding a movie and the crash
 tests run for real.
 """
+import functools
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -100,13 +102,31 @@ ENTRIES = {
 
 
 def imported_at_run_time(workflow, module: str) -> set[str]:
-    """The rotdyn modules a fresh interpreter holds after importing ``module`` from the run's own copy."""
-    code = (f"import sys; sys.path.insert(0, {str(workflow / 'src')!r}); import importlib, rotdyn; "
-            f"assert rotdyn.__file__.startswith({str(workflow)!r}), rotdyn.__file__; "
+    """The rotdyn modules a fresh interpreter holds after importing ``module`` from ``workflow``'s sources.
+
+    Asked before any edit, every run's copy holds the checkout's sources unchanged (``copy_workflow``
+    copies them; :func:`_same_sources` checks), so the answer is computed once per module, from the
+    checkout: a fresh interpreter per module and question took about 4 minutes of the suite.
+    """
+    assert _same_sources(workflow), f"{workflow}/src differs from {ROOT}/src: ask before editing it"
+    return set(_imported(module))
+
+
+def _same_sources(workflow) -> bool:
+    ours, theirs = ROOT / "src" / "rotdyn", Path(workflow) / "src" / "rotdyn"
+    files = sorted(p.relative_to(ours) for p in ours.rglob("*.py"))
+    return files == sorted(p.relative_to(theirs) for p in theirs.rglob("*.py")) and all(
+        (ours / f).read_bytes() == (theirs / f).read_bytes() for f in files)
+
+
+@functools.cache
+def _imported(module: str) -> frozenset[str]:
+    code = (f"import sys; sys.path.insert(0, {str(ROOT / 'src')!r}); import importlib, rotdyn; "
+            f"assert rotdyn.__file__.startswith({str(ROOT)!r}), rotdyn.__file__; "
             f"importlib.import_module({module!r}); "
             "print(' '.join(m for m in sys.modules if m == 'rotdyn' or m.startswith('rotdyn.')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    return set(out.split())
+    return frozenset(out.split())
 
 
 def test_the_entry_modules_are_those_the_stage_map_names():
