@@ -42,7 +42,14 @@ import torch
 import xarray as xr
 import yaml
 
-from rotdyn.evaluate.segmentation import MOVIE_SETTINGS, evaluate_movie, evaluate_segmentation, match, train_ensemble
+from rotdyn.evaluate.segmentation import (
+    MOVIE_SETTINGS,
+    NN_BINS,
+    evaluate_movie,
+    evaluate_segmentation,
+    match,
+    train_ensemble,
+)
 from rotdyn.ingest import load_movie
 from rotdyn.kinds import CALIBRATION_KEYS, kind_settings
 from rotdyn.locate import locate
@@ -61,7 +68,6 @@ from other_generator import crowded_rods  # noqa: E402
 #: The crowded movie: rods 22 x 6.5 px, 50 in 256 x 256 px; every frame an independent
 #: draw (large steps and turns), so the close pairs of different frames are different pairs.
 CROWDED = {"count": 50, "size": 256, "length": 22.0, "width": 6.5, "step": 40.0, "turn": 3.0, "seed": 11}
-NN_BINS = (0.0, 11.0, 20.0, 30.0, float("inf"))  # px; < 11 = closer than half a rod length
 
 
 def settings(kind: dict) -> tuple[dict, dict, int, int]:

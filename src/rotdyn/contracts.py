@@ -47,6 +47,8 @@ import re
 # ---------------------------------------------------------------- variables
 MOVIE = ("frames", "shift_y", "shift_x", "usable")
 PROBABILITY = ("mean", "variance", "class_name")
+# The class of particle centres (training_set.centres): locate seeds one particle per centre, never counts one.
+CENTRE_CLASS = "centre"
 PARTICLES = ("frame", "x", "y", "area", "major_axis", "minor_axis", "orientation", "eccentricity", "class",
              "mean_probability", "mean_variance", "touches_edge")
 PATCHES = ("patches", "particle_index", "padded", "frame", "x", "y", "class")

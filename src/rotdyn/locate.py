@@ -60,6 +60,7 @@ from skimage.measure import regionprops_table
 from skimage.morphology import h_maxima, reconstruction
 from skimage.segmentation import expand_labels, watershed
 
+from .contracts import CENTRE_CLASS
 from .store import provenance, write_netcdf
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,6 @@ SPLIT_METHODS = ("valley", "centre", "probability", "distance", "none")
 ORPHAN_SHARE = 0.5  # split="centre": a piece without a centre is a particle if it has this share of the median area
 CENTRE_AGREEMENT = 1.0  # px: a particle's own centroid this near its centre's is the more precise one
 MIN_CENTRE_MASS = 1.0  # px of centre probability: less, and the particle's own centroid is used
-CENTRE_CLASS = "centre"  # rotdyn.training_set.CENTRE_CLASS: the ensemble's class of particle centres
 COLUMNS = {  # name -> dtype of one row per particle, as locate_frame returns them
     "x": np.float64, "y": np.float64, "area": np.int64, "major_axis": np.float64,
     "minor_axis": np.float64, "orientation": np.float64, "eccentricity": np.float64,

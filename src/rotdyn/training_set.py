@@ -48,6 +48,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from .contracts import CENTRE_CLASS
 from .formats import MovieReadError, natural_key, read_image, read_mask
 from .kinds import CALIBRATION_KEYS
 from .preprocess import NORMALIZE_METHODS, preprocess
@@ -509,7 +510,6 @@ def contact_pixels(instances: np.ndarray) -> np.ndarray:
     return out
 
 
-CENTRE_CLASS = "centre"  # the class name locate reads as one marker per particle
 
 
 def centre_radius(truth) -> float:
