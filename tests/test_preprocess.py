@@ -1,10 +1,13 @@
 """Preprocessing against known answers: planes, line offsets, sub-pixel drift."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 from scipy import ndimage
 
 from rotdyn.preprocess import (
     apply_drift,
+    bad_frames,
     estimate_drift,
     estimate_frame_drift,
     flatten_frame,
@@ -96,6 +99,35 @@ def test_bad_frames_pass_through_and_are_reported():
     assert np.isnan(out[1]).all() and (out[2] == 0).all()
     assert out[0].min() == 0 and out[3].max() == pytest.approx(1)
     assert np.isfinite(shifts).all()
+
+
+def test_a_saturated_frame_is_bad_before_flattening_blows_it_up():
+    """An AFM frame at the end of its range but for a few pixels: flattening makes float noise of the rest,
+    and normalising that noise by its percentile range multiplied the few real pixels by ~1e13."""
+    rng = np.random.default_rng(4)
+    frames = rng.normal(size=(3, 40, 40)).astype(np.float32)
+    frames[1] = -249.3
+    frames[1, 5:7, 5:7] = rng.normal(size=(2, 2))  # 4 of 1600 pixels (0.25 %) off the floor
+    out, _, bad = preprocess(frames, flatten_afm=True, normalize_method="percentile")
+    assert bad.tolist() == [1] and bad_frames(frames).tolist() == [1]
+    np.testing.assert_array_equal(out[1], frames[1])  # passed through, not blown up
+    frames[1, 5:9, 5:9] = rng.normal(size=(4, 4))  # 1 % off the floor: a frame with a little contrast
+    assert bad_frames(frames).tolist() == []
+
+
+ASD = Path(__file__).resolve().parents[2] / "shared" / "data" / "hsafm" / "asd_sample_0.asd"
+
+
+@pytest.mark.skipif(not ASD.exists(), reason=f"real .asd sample not present at {ASD}")
+def test_real_afm_frames_off_the_surface_are_unusable_and_the_rest_normalised():
+    from rotdyn.formats import read_movie
+
+    frames = np.asarray(read_movie(ASD).frames, np.float32)
+    out, _, bad = preprocess(frames, flatten_afm=True, normalize_method="percentile")
+    # frames 27 (99.8 % of pixels at the height floor) and 28 (all of them): the tip off the surface
+    assert bad.tolist() == [27, 28]
+    good = np.setdiff1d(np.arange(len(frames)), bad)
+    assert np.nanmax(np.abs(out[good])) < 20  # was 1e13 in frame 27
 
 
 def test_estimate_drift_is_a_deprecated_alias():

@@ -143,6 +143,18 @@ def test_nan_and_blank_frames(trained, tmp_path, caplog):
         assert ((mean[good] > 0.5) == (masks[good] == 1)).mean() > 0.95
 
 
+def test_frames_ingest_found_unusable_are_not_segmented(trained, tmp_path):
+    """A saturated frame passes ingest's pixels through (it looks fine here): movie.nc's usable decides."""
+    frames, masks = discs(3, seed=4)
+    path = tmp_path / "movie.nc"
+    with xr.open_dataset(write_movie(tmp_path / "raw.nc", frames)) as movie:
+        movie.load().assign(usable=("frame", np.array([1, 0, 1], np.uint8))).to_netcdf(path)
+    segment_movie(path, [trained, trained], tmp_path / "seg.nc", device="cpu")
+    with xr.open_dataset(tmp_path / "seg.nc") as seg:
+        mean = seg["mean"].values[:, 0]
+        assert (mean[1] == 0).all() and (mean[0] > 0.5).sum() > 0.5 * (masks[0] == 1).sum()
+
+
 def test_clean_frames():
     frames = np.ones((2, 4, 4), np.float32)
     frames[1, 0, 0] = np.nan

@@ -146,13 +146,16 @@ def load_movie(path: str | os.PathLike, settings: dict) -> "xr.Dataset":
         last_frame=settings["last_frame"],
     )
     if len(bad):
-        log.warning("%s: frames %s have no finite pixels or no contrast; passed through unchanged",
+        log.warning("%s: frames %s have no finite pixels, no contrast or are saturated; passed through "
+                    "unchanged and not segmented",
                     path, (bad + settings["first_frame"]).tolist())
-    contrast, reason = decide_contrast(frames, settings, movie.modality)
+    good = np.setdiff1d(np.arange(len(frames)), bad)
+    good = good if len(good) else np.arange(len(frames))  # a saturated frame would skew contrast and sizes
+    contrast, reason = decide_contrast(frames[good], settings, movie.modality)
     log.info("%s: particles %s (%s)", path, contrast, reason)
     if contrast == "dark":  # the ensembles are trained on bright particles
         frames = invert(frames, settings["normalize"])
-    measured = measure(frames, **settings["measure"]) if settings.get("measure") else {}
+    measured = measure(frames[good], **settings["measure"]) if settings.get("measure") else {}
     if measured:
         log.info("%s: measured %s", path, ", ".join(f"{k} {v:.3g}" for k, v in measured.items()))
     pixel = settings.get("pixel_size_nm") or movie.pixel_size_nm
@@ -166,7 +169,7 @@ def load_movie(path: str | os.PathLike, settings: dict) -> "xr.Dataset":
                                                      "units": movie.metadata.get("units") or "arbitrary"}),
             "shift_y": ("frame", shifts[:, 0], {"units": "px", "long_name": "drift correction applied along y"}),
             "shift_x": ("frame", shifts[:, 1], {"units": "px", "long_name": "drift correction applied along x"}),
-            "usable": ("frame", usable, {"long_name": "1 when the frame had finite, non-constant pixels"}),
+            "usable": ("frame", usable, {"long_name": "1 when the frame had finite pixels, contrast and was not saturated"}),
         },
         coords={"frame": numbers, "y": np.arange(frames.shape[1]), "x": np.arange(frames.shape[2])},
     )

@@ -51,7 +51,12 @@ def select_frames(frames: np.ndarray, first_frame: int = 0, last_frame: int | No
 
 
 def bad_frames(frames: np.ndarray) -> np.ndarray:
-    """Indices of frames without a single finite pixel or with no contrast at all.
+    """Indices of frames without a single finite pixel, with no contrast, or saturated.
+
+    Saturated: at least 99.5 % of the pixels hold one value at an end of the
+    range (the 0.5 and 99.5 percentiles are equal), as when an AFM tip loses
+    the surface and the height sits at the end of its range. Flattening and normalising such a
+    frame would blow its few other pixels up by 10^13.
 
     Parameters
     ----------
@@ -63,15 +68,24 @@ def bad_frames(frames: np.ndarray) -> np.ndarray:
 
     Examples
     --------
-    >>> frames = np.random.default_rng(0).random((3, 4, 4))
+    >>> frames = np.random.default_rng(0).random((4, 20, 20))
     >>> frames[1] = np.nan
     >>> frames[2] = 7.0
+    >>> frames[3] = -249.0
+    >>> frames[3, 0, 0] = 0.5  # all pixels but one at the end of the range
     >>> bad_frames(frames).tolist()
-    [1, 2]
+    [1, 2, 3]
     """
-    finite = np.isfinite(frames).any(axis=(1, 2))
-    flat = np.array([np.nanmax(f) == np.nanmin(f) if ok else True for f, ok in zip(frames, finite)])
-    return np.flatnonzero(flat)
+    bad = []
+    for i, frame in enumerate(frames):
+        finite = frame[np.isfinite(frame)]
+        if not finite.size:
+            bad.append(i)
+            continue
+        lo, hi = np.percentile(finite, (0.5, 99.5))
+        if lo == hi:
+            bad.append(i)
+    return np.array(bad, dtype=int)
 
 
 def _plane(image: np.ndarray, background: np.ndarray) -> np.ndarray:
@@ -143,12 +157,13 @@ def flatten_frame(image: np.ndarray) -> np.ndarray:
     return _lines_then_plane(image, background).astype(np.float32)
 
 
-def flatten(frames: np.ndarray) -> np.ndarray:
+def flatten(frames: np.ndarray, bad=None) -> np.ndarray:
     """:func:`flatten_frame` on every frame; unusable frames (:func:`bad_frames`) are passed through.
 
     Parameters
     ----------
     frames : (T, Y, X) array.
+    bad : frame indices to pass through; default :func:`bad_frames` of ``frames``.
 
     Returns
     -------
@@ -163,14 +178,14 @@ def flatten(frames: np.ndarray) -> np.ndarray:
     (True, True)
     """
     out = frames.astype(np.float32, copy=True)
-    skip = set(bad_frames(frames).tolist())
+    skip = set((bad_frames(frames) if bad is None else np.asarray(bad)).tolist())
     for i in range(len(frames)):
         if i not in skip:
             out[i] = flatten_frame(frames[i])
     return out
 
 
-def normalize(frames: np.ndarray, method: str = "percentile", percentiles=(0.5, 99.5)) -> np.ndarray:
+def normalize(frames: np.ndarray, method: str = "percentile", percentiles=(0.5, 99.5), bad=None) -> np.ndarray:
     """Per-frame intensity normalisation.
 
     ``percentile`` maps the given low/high percentiles to 0 and 1 (robust to
@@ -184,6 +199,7 @@ def normalize(frames: np.ndarray, method: str = "percentile", percentiles=(0.5, 
     frames : (T, Y, X) array.
     method : one of :data:`NORMALIZE_METHODS`.
     percentiles : low and high percentile of the ``percentile`` method.
+    bad : frame indices to pass through; default :func:`bad_frames` of ``frames``.
 
     Returns
     -------
@@ -206,7 +222,7 @@ def normalize(frames: np.ndarray, method: str = "percentile", percentiles=(0.5, 
     frames = frames.astype(np.float32, copy=True)
     if method == "none":
         return frames
-    good = np.setdiff1d(np.arange(len(frames)), bad_frames(frames))
+    good = np.setdiff1d(np.arange(len(frames)), bad_frames(frames) if bad is None else bad)
     for i in good:
         f = frames[i]
         if method == "zscore":
@@ -390,11 +406,13 @@ def preprocess(
     ((2, 2, 2), [0.0, 0.3333333432674408, 0.6666666865348816, 1.0], [[0.0, 0.0], [0.0, 0.0]], [])
     """
     frames = select_frames(np.asarray(frames, dtype=np.float32), first_frame, last_frame)
+    # decided on the raw frames: flattening turns a saturated frame into float noise that looks usable
+    bad = bad_frames(frames)
     if flatten_afm:
-        frames = flatten(frames)
+        frames = flatten(frames, bad)
     shifts = np.zeros((len(frames), 2))
     if drift_correction and len(frames) > 1:
         shifts = estimate_frame_drift(frames, drift_reference)
         frames = apply_drift(frames, shifts)
-    frames = normalize(frames, normalize_method)
-    return frames, shifts, bad_frames(frames)
+    frames = normalize(frames, normalize_method, bad=bad)
+    return frames, shifts, np.union1d(bad, bad_frames(frames)).astype(int)

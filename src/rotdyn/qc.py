@@ -270,7 +270,7 @@ def check_frames(features, usable=None, frames=None, *, limit: float = THRESHOLD
     features : array_like
         ``(N, F)``, :func:`frame_features` of each frame.
     usable : array_like or None
-        ``movie.nc``'s ``usable`` (0: no finite pixels or no contrast).
+        ``movie.nc``'s ``usable`` (0: no finite pixels, no contrast or saturated).
     frames : array_like or None
         The frame numbers (default ``0 .. N-1``).
     limit : float

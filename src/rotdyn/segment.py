@@ -471,6 +471,8 @@ def segment_movie(movie_path, model_paths: list, out_path, *, batch_size: int = 
             for start in range(0, movie.sizes["frame"], batch_size):
                 stop = min(start + batch_size, movie.sizes["frame"])
                 batch, bad = clean_frames(frames.isel(frame=slice(start, stop)).values)
+                if "usable" in movie:  # ingest's verdict on the raw frames (saturated ones look fine by now)
+                    bad |= movie["usable"].values[start:stop] == 0
                 mean = np.zeros((stop - start, len(class_names) - 1, *batch.shape[1:]), np.float32)
                 var = np.zeros_like(mean)
                 if not bad.all():
@@ -480,7 +482,8 @@ def segment_movie(movie_path, model_paths: list, out_path, *, batch_size: int = 
                 nc["variance"][start:stop] = var
                 bad_frames.extend(movie["frame"].values[start:stop][bad].tolist())
     if bad_frames:
-        log.warning("%s: frames %s have no finite pixels or no contrast; their probabilities are set to 0",
+        log.warning("%s: frames %s are unusable (no finite pixels, no contrast or saturated); their probabilities "
+                    "are set to 0",
                     movie_path, bad_frames)
     log.info("segmented %s with %d members into %s (%s precision; %s)", movie_path, len(models), out_path,
              ensemble.settings["precision"], ensemble.describe())
