@@ -13,6 +13,7 @@ from rotdyn.preprocess import (
     flatten_frame,
     normalize,
     preprocess,
+    preprocess_chunks,
     select_frames,
 )
 
@@ -113,6 +114,28 @@ def test_a_saturated_frame_is_bad_before_flattening_blows_it_up():
     np.testing.assert_array_equal(out[1], frames[1])  # passed through, not blown up
     frames[1, 5:9, 5:9] = rng.normal(size=(4, 4))  # 1 % off the floor: a frame with a little contrast
     assert bad_frames(frames).tolist() == []
+
+
+@pytest.mark.parametrize("reference", ["previous", "first"])
+def test_chunks_give_the_whole_movies_frames_and_shifts(reference):
+    """Drift carried across chunk borders, bad frames on and next to them, a frame range."""
+    rng = np.random.default_rng(5)
+    scene = _texture((48, 48), rng)
+    steps = np.cumsum(rng.normal(0, 0.7, (11, 2)), axis=0)
+    frames = np.stack([ndimage.shift(scene, s, order=3, mode="nearest") for s in steps]).astype(np.float32)
+    frames += 0.2 * np.arange(48)[None, None, :]  # a tilt for the flattening
+    frames[3] = np.nan
+    frames[4] = 1.0
+    settings = dict(flatten_afm=True, normalize_method="percentile", drift_correction=True,
+                    drift_reference=reference, first_frame=1, last_frame=9)
+    whole, shifts, bad = preprocess(frames, **settings)
+    assert bad.tolist() == [2, 3] and np.abs(shifts).max() > 1
+    for chunk in (1, 2, 3, 4):
+        parts = list(preprocess_chunks(frames, chunk=chunk, **settings))
+        assert [o for o, *_ in parts] == list(range(0, 9, chunk))
+        np.testing.assert_array_equal(np.concatenate([f for _, f, _, _ in parts]), whole)
+        np.testing.assert_array_equal(np.concatenate([s for _, _, s, _ in parts]), shifts)
+        assert np.concatenate([b + o for o, _, _, b in parts]).tolist() == bad.tolist()
 
 
 ASD = Path(__file__).resolve().parents[2] / "shared" / "data" / "hsafm" / "asd_sample_0.asd"

@@ -75,7 +75,8 @@ class Movie:
 
     Attributes
     ----------
-    frames : (T, Y, X) float32 array; a single 2-D image has T = 1.
+    frames : (T, Y, X) float32 array; a single 2-D image has T = 1. Read with
+        ``mapped=True``: possibly a read-only memory map in the file's data type.
     pixel_size_nm : nanometres per pixel from the file, else None.
     frame_interval_s : seconds between frames from the file, else None.
     source : the path read.
@@ -203,7 +204,7 @@ def probe_movie(path: str | os.PathLike, channel: str | int | None = None) -> tu
         return _layout(path, raw.data.shape, raw.axes, raw.data.dtype)
 
 
-def read_movie(path: str | os.PathLike, channel: str | int | None = None) -> Movie:
+def read_movie(path: str | os.PathLike, channel: str | int | None = None, *, mapped: bool = False) -> Movie:
     """Read a whole movie into a :class:`Movie`.
 
     Parameters
@@ -213,6 +214,11 @@ def read_movie(path: str | os.PathLike, channel: str | int | None = None) -> Mov
         array name (NPZ), variable name (NetCDF), AFM channel (``.asd``: default
         ``"TP"``; ``.h5-jpk``: default ``"height_trace"``), channel index of a
         multi-channel TIFF (default 0), or signal index/title of an EM file.
+    mapped : leave the pixels on disk where the file allows it: a ``.npy``
+        file or an uncompressed, contiguous single-series TIFF, whose frames are stored frame after frame. ``frames`` is then a
+        read-only memory map in the file's own data type (a slice reads only
+        those frames; ``np.asarray(frames[a:b], np.float32)`` gives what the
+        whole read gives); other files are read whole.
 
     Returns
     -------
@@ -235,18 +241,49 @@ def read_movie(path: str | os.PathLike, channel: str | int | None = None) -> Mov
     ((2, 6, 5), dtype('float32'), 30.0)
     >>> movie.format, movie.pixel_size_nm, movie.frame_interval_s
     ('tiff', 500.0, 0.25)
+    >>> frames = read_movie(path, mapped=True).frames
+    >>> type(frames).__name__, frames.dtype, float(frames[1, 0, 0])
+    ('memmap', dtype('uint16'), 30.0)
     """
     fmt = _format(path)
     with _errors_named(path, fmt):
-        raw = _OPENERS[fmt](Path(path), channel, False)
+        on_disk = _memory_map(Path(path), fmt, channel) if mapped else None
+        raw = _OPENERS[fmt](Path(path), channel, on_disk is not None)  # header only when mapped
         _layout(path, raw.data.shape, raw.axes, raw.data.dtype)  # validates; same checks as the probe
-        frames = _standardise(raw.data, raw.axes)
+        frames = on_disk if on_disk is not None else _standardise(raw.data, raw.axes)
     meta = {"axes": raw.axes, "original_dtype": str(np.dtype(raw.data.dtype)),
             "original_shape": [int(n) for n in raw.data.shape], **raw.meta}
     meta.setdefault("channel", None)
     meta.setdefault("units", None)
     return Movie(frames=frames, pixel_size_nm=raw.pixel_size_nm, frame_interval_s=raw.frame_interval_s,
                  source=str(path), format=fmt, modality=raw.modality or _modality(fmt), metadata=meta)
+
+
+def _memory_map(path: Path, fmt: str, channel) -> np.ndarray | None:
+    """The file's pixels as a (T, Y, X) memory map, or None where they are not stored that way.
+
+    Only plain grey stacks qualify (frame axis first, no colour or channel
+    axis to pick from), so the map needs no reordering.
+    """
+    if fmt == "npy":
+        data = np.load(path, mmap_mode="r", allow_pickle=False)
+        axes = _default_axes(data.shape)
+    elif fmt == "tiff" and channel is None:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            if len(tif.series) > 1 or series.dataoffset is None or tif.is_imagej and series.kind != "imagej":
+                return None  # several series, compressed or scattered pages, or a header that lies
+            axes = series.axes
+        try:
+            data = tifffile.memmap(path, series=0, mode="r")
+        except ValueError:  # not memory-mappable after all
+            return None
+    else:
+        return None
+    grey_stack = data.ndim in (2, 3) and len(axes) == data.ndim and axes[-2:] == "YX" and axes[0] not in "CS"
+    if not grey_stack or np.dtype(data.dtype).kind not in "biuf":
+        return None
+    return data if data.ndim == 3 else data[None]
 
 
 # ----------------------------------------------------------------------------- shared layout

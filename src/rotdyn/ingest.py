@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 from pathlib import Path
 
+import netCDF4
 import numpy as np
 import xarray as xr
 
 from .formats import read_movie
-from .preprocess import invert, preprocess
-from .store import provenance, write_netcdf
+from .preprocess import invert, preprocess_chunks, select_frames
+from .store import atomic_path, attr_value, provenance
 from .survey import SHAPES, detect_contrast, measure, particle_template, shape_name
 
 log = logging.getLogger(__name__)
@@ -50,9 +52,7 @@ def run(job) -> None:
     ...     ds["frames"].shape, float(ds["frames"].max())
     ((3, 16, 20), 1.0)
     """
-    ds = load_movie(job.input[0], job.params.settings)
-    log.info("%s: %d frames of %d x %d px", job.input[0], ds.sizes["frame"], ds.sizes["y"], ds.sizes["x"])
-    write_netcdf(ds, job.output[0])
+    write_movie(job.input[0], job.params.settings, job.output[0])
 
 
 def decide_contrast(frames: np.ndarray, settings: dict, modality: str = "") -> tuple[str, str]:
@@ -104,7 +104,10 @@ def decide_contrast(frames: np.ndarray, settings: dict, modality: str = "") -> t
 
 
 def load_movie(path: str | os.PathLike, settings: dict) -> "xr.Dataset":
-    """Read and preprocess one movie into the ``movie.nc`` dataset.
+    """Read and preprocess one movie into the ``movie.nc`` dataset, in memory.
+
+    What :func:`write_movie` writes, loaded back (for small movies, tests
+    and benchmarks; the workflow streams with :func:`write_movie`).
 
     Parameters
     ----------
@@ -132,54 +135,125 @@ def load_movie(path: str | os.PathLike, settings: dict) -> "xr.Dataset":
     >>> ds.frame.values.tolist(), ds.time.values.tolist(), float(ds.frames[0, 0, 0])
     ([1, 2], [0.5, 1.0], 9.0)
     """
-    movie = read_movie(path, channel=settings.get("channel"))
+    with tempfile.TemporaryDirectory() as folder:
+        write_movie(path, settings, Path(folder) / "movie.nc")
+        return xr.load_dataset(Path(folder) / "movie.nc")
+
+
+def write_movie(path: str | os.PathLike, settings: dict, out_path: str | os.PathLike, chunk: int = 32) -> None:
+    """Read and preprocess one movie into ``movie.nc``, ``chunk`` frames at a time.
+
+    A movie of any length costs a few chunks of memory: the file is memory
+    mapped where its format allows (:func:`rotdyn.formats.read_movie`,
+    ``mapped``), preprocessed chunk by chunk
+    (:func:`rotdyn.preprocess.preprocess_chunks`) and each chunk written as it
+    is done. Contrast (``auto``) and sizes are decided on up to
+    :data:`SAMPLE_FRAMES` usable frames spread over the movie; a dark movie's
+    frames are then inverted in the file, chunk by chunk. The file appears
+    under its name only when complete.
+
+    Parameters
+    ----------
+    path : movie file or folder of frames.
+    settings : see :func:`load_movie`.
+    out_path : the ``movie.nc`` to write.
+    chunk : frames read, preprocessed and written at a time.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> np.save(folder / "m.npy", np.random.default_rng(0).random((5, 16, 16)).astype(np.float32))
+    >>> settings = {"flatten": False, "normalize": "minmax", "drift_correction": False,
+    ...             "drift_reference": "previous", "first_frame": 0, "last_frame": None}
+    >>> write_movie(folder / "m.npy", settings, folder / "movie.nc", chunk=2)
+    >>> with xr.open_dataset(folder / "movie.nc") as ds:
+    ...     ds["frames"].shape, float(ds["frames"].max()), ds["usable"].values.tolist()
+    ((5, 16, 16), 1.0, [1, 1, 1, 1, 1])
+    """
+    movie = read_movie(path, channel=settings.get("channel"), mapped=True)
     flatten = settings["flatten"]
     if flatten == "auto":
         flatten = movie.modality.upper().startswith("AFM")
-    frames, shifts, bad = preprocess(
-        movie.frames,
-        flatten_afm=flatten,
-        normalize_method=settings["normalize"],
-        drift_correction=settings["drift_correction"],
-        drift_reference=settings["drift_reference"],
-        first_frame=settings["first_frame"],
-        last_frame=settings["last_frame"],
-    )
-    if len(bad):
-        log.warning("%s: frames %s have no finite pixels, no contrast or are saturated; passed through "
-                    "unchanged and not segmented",
-                    path, (bad + settings["first_frame"]).tolist())
-    good = np.setdiff1d(np.arange(len(frames)), bad)
-    good = good if len(good) else np.arange(len(frames))  # a saturated frame would skew contrast and sizes
-    contrast, reason = decide_contrast(frames[good], settings, movie.modality)
-    log.info("%s: particles %s (%s)", path, contrast, reason)
-    if contrast == "dark":  # the ensembles are trained on bright particles
-        frames = invert(frames, settings["normalize"])
-    measured = measure(frames[good], **settings["measure"]) if settings.get("measure") else {}
-    if measured:
-        log.info("%s: measured %s", path, ", ".join(f"{k} {v:.3g}" for k, v in measured.items()))
-    pixel = settings.get("pixel_size_nm") or movie.pixel_size_nm
+    kept = select_frames(movie.frames, settings["first_frame"], settings["last_frame"])
+    n, ny, nx = len(kept), movie.frames.shape[1], movie.frames.shape[2]
+    sample = np.unique(np.linspace(0, n - 1, min(n, SAMPLE_FRAMES)).round().astype(int))
+    numbers = np.arange(n) + settings["first_frame"]
     interval = settings.get("frame_interval_s") or movie.frame_interval_s
-    numbers = np.arange(len(frames)) + settings["first_frame"]
-    usable = np.ones(len(frames), dtype=np.uint8)
-    usable[bad] = 0
-    ds = xr.Dataset(
-        {
-            "frames": (("frame", "y", "x"), frames, {"long_name": "preprocessed signal",
-                                                     "units": movie.metadata.get("units") or "arbitrary"}),
-            "shift_y": ("frame", shifts[:, 0], {"units": "px", "long_name": "drift correction applied along y"}),
-            "shift_x": ("frame", shifts[:, 1], {"units": "px", "long_name": "drift correction applied along x"}),
-            "usable": ("frame", usable, {"long_name": "1 when the frame had finite pixels, contrast and was not saturated"}),
-        },
-        coords={"frame": numbers, "y": np.arange(frames.shape[1]), "x": np.arange(frames.shape[2])},
-    )
+    with atomic_path(out_path) as tmp, netCDF4.Dataset(tmp, "w", format="NETCDF4") as nc:
+        nc.set_auto_mask(False)  # NaN pixels read back as NaN, not masked
+        frames = _create_movie(nc, numbers, ny, nx, interval, movie.metadata.get("units"))
+        shifts, bad, picked = np.zeros((n, 2)), [], []
+        for offset, block, block_shifts, block_bad in preprocess_chunks(
+                movie.frames, flatten_afm=flatten, normalize_method=settings["normalize"],
+                drift_correction=settings["drift_correction"], drift_reference=settings["drift_reference"],
+                first_frame=settings["first_frame"], last_frame=settings["last_frame"], chunk=chunk):
+            frames[offset:offset + len(block)] = block
+            shifts[offset:offset + len(block)] = block_shifts
+            bad += (block_bad + offset).tolist()
+            picked += [block[i - offset].copy() for i in sample if offset <= i < offset + len(block)]  # not views
+        bad = np.asarray(bad, dtype=int)
+        if len(bad):
+            log.warning("%s: frames %s have no finite pixels, no contrast or are saturated; passed through "
+                        "unchanged and not segmented", path, (bad + settings["first_frame"]).tolist())
+        good = ~np.isin(sample, bad)
+        picked = np.stack(picked)[good if good.any() else slice(None)]  # a saturated frame skews contrast, sizes
+        contrast, reason = decide_contrast(picked, settings, movie.modality)
+        log.info("%s: particles %s (%s)", path, contrast, reason)
+        if contrast == "dark":  # the ensembles are trained on bright particles
+            picked = invert(picked, settings["normalize"])
+            for offset in range(0, n, chunk):
+                frames[offset:offset + chunk] = invert(frames[offset:offset + chunk], settings["normalize"])
+        measured = measure(picked, **settings["measure"]) if settings.get("measure") else {}
+        if measured:
+            log.info("%s: measured %s", path, ", ".join(f"{k} {v:.3g}" for k, v in measured.items()))
+        usable = np.ones(n, dtype=np.uint8)
+        usable[bad] = 0
+        nc["shift_y"][:], nc["shift_x"][:], nc["usable"][:] = shifts[:, 0], shifts[:, 1], usable
+        nc.setncatts({k: attr_value(v) for k, v in _movie_attrs(path, movie, settings, flatten, interval,
+                                                                contrast, reason, measured).items()})
+    log.info("%s: %d frames of %d x %d px", path, n, ny, nx)
+
+
+# Frames that auto contrast and the size measurement look at: spread over the movie, a few hundred at most
+# (they pick fewer themselves), so deciding costs the same for a 100-frame movie and a 100,000-frame one
+SAMPLE_FRAMES = 256
+
+
+def _create_movie(nc, numbers, ny: int, nx: int, interval, units) -> "netCDF4.Variable":
+    """Dimensions, coordinates and the (empty) per-frame variables of movie.nc; returns ``frames``."""
+    for dim, size in (("frame", len(numbers)), ("y", ny), ("x", nx)):
+        nc.createDimension(dim, size)
+    for name, values in (("frame", numbers), ("y", np.arange(ny)), ("x", np.arange(nx))):
+        nc.createVariable(name, "i8", (name,))[:] = values
+    extra = ""
     if interval:
-        ds = ds.assign_coords(time=("frame", numbers * float(interval), {"units": "s"}))
-    else:
+        time = nc.createVariable("time", "f8", ("frame",))
+        time[:], time.units, extra = numbers * float(interval), "s", "time"
+    frames = nc.createVariable("frames", "f4", ("frame", "y", "x"), zlib=True, complevel=1, chunksizes=(1, ny, nx),
+                               fill_value=np.float32(np.nan))
+    frames.setncatts({"long_name": "preprocessed signal", "units": units or "arbitrary"})
+    described = {"shift_y": ("f8", {"units": "px", "long_name": "drift correction applied along y"}),
+                 "shift_x": ("f8", {"units": "px", "long_name": "drift correction applied along x"}),
+                 "usable": ("u1", {"long_name": "1 when the frame had finite pixels, contrast and was not "
+                                                "saturated"})}
+    for name, (dtype, attrs) in described.items():
+        nc.createVariable(name, dtype, ("frame",)).setncatts(attrs)
+    for name in ("frames", *described):
+        if extra:
+            nc[name].coordinates = extra
+    return frames
+
+
+def _movie_attrs(path, movie, settings: dict, flatten: bool, interval, contrast: str, reason: str,
+                 measured: dict) -> dict:
+    """movie.nc's attributes: provenance, calibration, the settings used and what was decided."""
+    pixel = settings.get("pixel_size_nm") or movie.pixel_size_nm
+    if not interval:
         log.warning("%s: no frame interval in the file or the settings; times are in frames", path)
     if not pixel:
         log.warning("%s: no pixel size in the file or the settings; sizes stay in pixels", path)
-    ds.attrs = provenance(
+    return provenance(
         source=str(path), source_path=str(Path(path).resolve()), original_name=Path(path).name,
         format=movie.format, modality=movie.modality,
         pixel_size_nm=float(pixel) if pixel else None,
@@ -191,4 +265,3 @@ def load_movie(path: str | os.PathLike, settings: dict) -> "xr.Dataset":
         first_frame=settings["first_frame"], last_frame=settings["last_frame"],
         channel=settings.get("channel") or movie.metadata.get("channel"),
     )
-    return ds

@@ -268,7 +268,8 @@ def invert(frames: np.ndarray, method: str = "percentile") -> np.ndarray:
     return (1 - frames if method in ("percentile", "minmax") else -frames).astype(np.float32)
 
 
-def estimate_frame_drift(frames: np.ndarray, reference: str = "previous", upsample: int = 100) -> np.ndarray:
+def estimate_frame_drift(frames: np.ndarray, reference: str = "previous", upsample: int = 100,
+                         bad=None) -> np.ndarray:
     """Shift ``(dy, dx)`` in pixels that registers each frame onto the first one.
 
     Phase correlation (scikit-image) with sub-pixel upsampling. ``previous``
@@ -284,6 +285,7 @@ def estimate_frame_drift(frames: np.ndarray, reference: str = "previous", upsamp
     frames : (T, Y, X) array.
     reference : one of :data:`DRIFT_REFERENCES`.
     upsample : sub-pixel precision, 1/``upsample`` px.
+    bad : frame indices taken as unusable; default :func:`bad_frames` of ``frames``.
 
     Returns
     -------
@@ -297,22 +299,61 @@ def estimate_frame_drift(frames: np.ndarray, reference: str = "previous", upsamp
     >>> estimate_frame_drift(frames).round(2).tolist()
     [[0.0, 0.0], [-2.0, 3.0]]
     """
-    if reference not in DRIFT_REFERENCES:
-        raise ValueError(f"drift_reference={reference!r}: choose 'previous' or 'first'")
-    skip = set(bad_frames(frames).tolist())
-    shifts = np.zeros((len(frames), 2))
-    ref_index = 0
-    for t in range(1, len(frames)):
-        if t in skip or ref_index in skip:
-            shifts[t] = shifts[t - 1]
-            continue
-        step, _, _ = phase_cross_correlation(
-            _fill(frames[ref_index]), _fill(frames[t]), upsample_factor=upsample, normalization=None
-        )
-        shifts[t] = step + (shifts[ref_index] if reference == "previous" else 0.0)
-        if reference == "previous":
-            ref_index = t
-    return shifts
+    skip = set((bad_frames(frames) if bad is None else np.asarray(bad)).tolist())
+    tracker = DriftTracker(reference, upsample)
+    return np.array([tracker.step(frame, t in skip) for t, frame in enumerate(frames)]).reshape(-1, 2)
+
+
+class DriftTracker:
+    """:func:`estimate_frame_drift` one frame at a time, for movies read in chunks.
+
+    Parameters
+    ----------
+    reference : one of :data:`DRIFT_REFERENCES`.
+    upsample : sub-pixel precision, 1/``upsample`` px.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> scene = ndimage.gaussian_filter(rng.random((40, 40)), 2)
+    >>> tracker = DriftTracker()
+    >>> [tracker.step(f, False).round(2).tolist() for f in (scene, np.roll(scene, (2, -3), axis=(0, 1)))]
+    [[0.0, 0.0], [-2.0, 3.0]]
+    """
+
+    def __init__(self, reference: str = "previous", upsample: int = 100):
+        if reference not in DRIFT_REFERENCES:
+            raise ValueError(f"drift_reference={reference!r}: choose 'previous' or 'first'")
+        self.reference, self.upsample = reference, upsample
+        self.ref = None  # the frame the next one is registered onto (a copy), and whether it is usable
+        self.ref_bad = False
+        self.ref_shift = np.zeros(2)
+        self.last = np.zeros(2)
+
+    def step(self, frame: np.ndarray, bad: bool) -> np.ndarray:
+        """The shift ``(dy, dx)`` of the next frame; an unusable frame (``bad``) gets the previous one's.
+
+        Parameters
+        ----------
+        frame : (Y, X) array.
+        bad : whether the frame is unusable.
+
+        Returns
+        -------
+        (2,) float array.
+        """
+        if self.ref is None:  # the movie's first frame: the origin
+            self.ref, self.ref_bad, shift = np.array(frame, copy=True), bad, np.zeros(2)
+        elif bad or self.ref_bad:
+            shift = self.last.copy()
+        else:
+            step, _, _ = phase_cross_correlation(_fill(self.ref), _fill(frame), upsample_factor=self.upsample,
+                                                 normalization=None)
+            shift = step + (self.ref_shift if self.reference == "previous" else 0.0)
+            if self.reference == "previous":
+                self.ref, self.ref_shift = np.array(frame, copy=True), shift
+        self.last = shift
+        return shift
 
 
 def estimate_drift(*args, **kwargs) -> np.ndarray:
@@ -381,7 +422,8 @@ def preprocess(
 
     Order matters: flattening before drift estimation keeps scan-line offsets
     from dominating the correlation, and normalisation comes last so it sees
-    the corrected background.
+    the corrected background. The whole movie in one chunk of
+    :func:`preprocess_chunks`, which gives the same frames a chunk at a time.
 
     Parameters
     ----------
@@ -405,14 +447,62 @@ def preprocess(
     >>> frames.shape, frames[0].ravel().tolist(), shifts.tolist(), bad.tolist()
     ((2, 2, 2), [0.0, 0.3333333432674408, 0.6666666865348816, 1.0], [[0.0, 0.0], [0.0, 0.0]], [])
     """
-    frames = select_frames(np.asarray(frames, dtype=np.float32), first_frame, last_frame)
-    # decided on the raw frames: flattening turns a saturated frame into float noise that looks usable
-    bad = bad_frames(frames)
-    if flatten_afm:
-        frames = flatten(frames, bad)
-    shifts = np.zeros((len(frames), 2))
-    if drift_correction and len(frames) > 1:
-        shifts = estimate_frame_drift(frames, drift_reference)
-        frames = apply_drift(frames, shifts)
-    frames = normalize(frames, normalize_method, bad=bad)
-    return frames, shifts, np.union1d(bad, bad_frames(frames)).astype(int)
+    parts = list(preprocess_chunks(frames, flatten_afm=flatten_afm, normalize_method=normalize_method,
+                                   drift_correction=drift_correction, drift_reference=drift_reference,
+                                   first_frame=first_frame, last_frame=last_frame, chunk=max(len(frames), 1)))
+    return parts[0][1], parts[0][2], parts[0][3]
+
+
+def preprocess_chunks(frames, *, flatten_afm: bool = False, normalize_method: str = "percentile",
+                      drift_correction: bool = False, drift_reference: str = "previous", first_frame: int = 0,
+                      last_frame: int | None = None, chunk: int = 32):
+    """:func:`preprocess` a chunk of frames at a time, so a long movie never sits in memory whole.
+
+    Every step but the drift is one frame at a time; the drift's reference
+    frame is carried from chunk to chunk (:class:`DriftTracker`), so the
+    frames equal :func:`preprocess`'s whatever the chunk.
+
+    Parameters
+    ----------
+    frames : (T, Y, X) array or memory map (read ``chunk`` frames at a time).
+    flatten_afm, normalize_method, drift_correction, drift_reference, first_frame, last_frame :
+        See :func:`preprocess`.
+    chunk : frames per chunk.
+
+    Yields
+    ------
+    offset : int
+        Index (in the output) of the chunk's first frame.
+    frames : (n, Y, X) float32
+        The chunk, preprocessed.
+    shifts : (n, 2)
+        Drift shifts applied (zeros when off).
+    bad : int array
+        Indices (in the chunk) of unusable frames, passed through.
+
+    Examples
+    --------
+    >>> movie = np.random.default_rng(0).random((5, 8, 8))
+    >>> chunks = list(preprocess_chunks(movie, normalize_method="minmax", chunk=2))
+    >>> [(offset, len(f)) for offset, f, _, _ in chunks]
+    [(0, 2), (2, 2), (4, 1)]
+    >>> bool((np.concatenate([f for _, f, _, _ in chunks]) == preprocess(movie, normalize_method="minmax")[0]).all())
+    True
+    """
+    if chunk < 1:
+        raise ValueError(f"chunk={chunk}: at least one frame per chunk")
+    kept = select_frames(frames, first_frame, last_frame)  # a view: nothing read yet
+    tracker = DriftTracker(drift_reference) if drift_correction and len(kept) > 1 else None
+    for offset in range(0, len(kept), chunk):
+        block = np.array(kept[offset:offset + chunk], dtype=np.float32)
+        # decided on the raw frames: flattening turns a saturated frame into float noise that looks usable
+        bad = bad_frames(block)
+        if flatten_afm:
+            block = flatten(block, bad)
+        shifts = np.zeros((len(block), 2))
+        if tracker is not None:
+            skip = set(bad.tolist())
+            shifts = np.array([tracker.step(frame, t in skip) for t, frame in enumerate(block)]).reshape(-1, 2)
+            block = apply_drift(block, shifts)
+        block = normalize(block, normalize_method, bad=bad)
+        yield offset, block, shifts, np.union1d(bad, bad_frames(block)).astype(int)
