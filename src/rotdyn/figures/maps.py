@@ -81,7 +81,7 @@ def _draw_map(ax, image, table, name):
     return points
 
 
-def latent_map_animation(frames, table, name: str, path, fps: int = 5) -> None:
+def latent_map_animation(frames, table, name: str, path, fps: int = 5, max_frames: int | None = None) -> None:
     """Animated GIF of the frames with the particles coloured by a latent, written atomically.
 
     Parameters
@@ -96,6 +96,8 @@ def latent_map_animation(frames, table, name: str, path, fps: int = 5) -> None:
         The GIF.
     fps : int
         Frames per second.
+    max_frames : int or None
+        Show at most this many frames, evenly spaced (a time lapse); None: all.
 
     Examples
     --------
@@ -107,6 +109,9 @@ def latent_map_animation(frames, table, name: str, path, fps: int = 5) -> None:
     >>> latent_map_animation(movie, rows, "angle", path)
     >>> Image.open(path).n_frames
     3
+    >>> latent_map_animation(movie, rows, "angle", path, max_frames=2)
+    >>> Image.open(path).n_frames
+    2
     """
     values = in_units(name, table[name].to_numpy())
     lo, hi = _limits(name, values)
@@ -115,6 +120,9 @@ def latent_map_animation(frames, table, name: str, path, fps: int = 5) -> None:
     points = ax.scatter([], [], c=[], s=25, cmap=latent_cmap(name), vmin=lo, vmax=hi, edgecolors="k", linewidths=0.3)
     ax.set_axis_off()
     groups = dict(tuple(table.groupby("frame")))
+
+    n = frames.sizes["frame"]
+    shown = np.unique(np.linspace(0, n - 1, min(n, max_frames or n)).round().astype(int))
 
     def draw(i):
         number = int(frames["frame"].values[i])
@@ -125,7 +133,7 @@ def latent_map_animation(frames, table, name: str, path, fps: int = 5) -> None:
         ax.set_title(f"{name}, frame {number}")
         return image, points
 
-    animation = FuncAnimation(fig, draw, frames=frames.sizes["frame"], blit=False)
+    animation = FuncAnimation(fig, draw, frames=shown.tolist(), blit=False)
     with atomic_path(path) as tmp:
         animation.save(tmp, writer=PillowWriter(fps=fps))
     plt.close(fig)
@@ -186,7 +194,7 @@ def run(job) -> None:
         ``output.frames`` (a folder: ``<latent>_frame<NNNNN>.png`` for
         :data:`MAP_LATENTS` present), ``output.animation`` (GIF of the angle),
         ``output.tracks`` (PNG of :data:`TRACK_LATENTS` along the longest
-        tracks); ``params.maps`` (``frames_shown``, ``tracks_shown``).
+        tracks); ``params.maps`` (``frames_shown``, ``tracks_shown``, ``animated_frames``).
 
     Examples
     --------
@@ -219,5 +227,5 @@ def run(job) -> None:
             for name in names:
                 fig = latent_map(frames.sel(frame=number).values, rows, name, f"{name}, frame {number}")
                 save(fig, out / f"{name}_frame{number:05d}.png")
-        latent_map_animation(frames, tracks, ANIMATED, job.output.animation)
+        latent_map_animation(frames, tracks, ANIMATED, job.output.animation, max_frames=p.get("animated_frames"))
     save(track_latents(tracks, _shown(tracks.columns, TRACK_LATENTS), longest=p["tracks_shown"]), job.output.tracks)
