@@ -15,12 +15,17 @@ import pandas as pd
 
 
 def rule_times(results: Path) -> pd.DataFrame:
-    """One row per job: rule (the folder), target (the file's stem), seconds, max RSS (MB)."""
+    """One row per job: rule (the first folder), target (the rest of the path), seconds, max RSS (MB).
+
+    Rules nest their files (``fit_rvae/<kind>/<model>.tsv``): every level is read.
+    """
     rows = []
-    for path in sorted((results / "benchmarks").glob("*/*.tsv")):
+    for path in sorted((results / "benchmarks").rglob("*.tsv")):
         table = pd.read_csv(path, sep="\t")
-        rows.append({"rule": path.parent.name, "target": path.stem,
-                     "seconds": float(table["s"].iloc[-1]), "max_rss_mb": float(table["max_rss"].iloc[-1])})
+        rule, *rest = path.relative_to(results / "benchmarks").with_suffix("").parts
+        rows.append({"rule": rule, "target": "/".join(rest),
+                     "seconds": float(table["s"].iloc[-1]),
+                     "max_rss_mb": float(pd.to_numeric(table["max_rss"], errors="coerce").iloc[-1])})  # "-": too short
     return pd.DataFrame(rows, columns=["rule", "target", "seconds", "max_rss_mb"])
 
 

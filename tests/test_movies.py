@@ -90,6 +90,41 @@ def test_load_movie_applies_settings(tmp_path):
     assert ds.attrs["pixel_size_nm"] == 0.7 and ds.attrs["format"] == "npy" and ds.attrs["flatten"] == 0
 
 
+@pytest.mark.parametrize("contrast", ["bright", "dark"])
+def test_ingest_of_a_long_movie_holds_a_few_chunks_not_the_movie(tmp_path, contrast):
+    """A plain TIFF stack is memory-mapped and written 16 frames at a time: numpy's peak allocation stays a
+    small share of the movie, and the frames equal the whole-movie preprocessing (drift, flattening on)."""
+    import tracemalloc
+
+    from rotdyn.ingest import write_movie
+    from rotdyn.preprocess import invert, preprocess
+
+    from scipy import ndimage
+
+    rng = np.random.default_rng(7)
+    scene = ndimage.gaussian_filter(rng.normal(size=(48, 48)), 2) * 10 + np.linspace(0, 3, 48)[None, :]
+    movie = (scene + rng.normal(0, 0.1, (600, 48, 48))).astype(np.float32)  # a static scene: drift ~0
+    movie[5] = np.nan
+    path = tmp_path / "long.tif"
+    with tifffile.TiffWriter(path) as tif:
+        for frame in movie:
+            tif.write(frame, contiguous=True)
+    settings = movie_settings({**DEFAULTS, "flatten": True, "normalize": "percentile", "drift_correction": True,
+                               "contrast": contrast})
+    tracemalloc.start()
+    write_movie(path, settings, tmp_path / "movie.nc", chunk=16)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 0.25 * movie.nbytes  # the movie: 5.5 MB; measured 0.9 MB, a few copies of a 16-frame chunk
+    whole, shifts, bad = preprocess(movie, flatten_afm=True, normalize_method="percentile", drift_correction=True)
+    whole = invert(whole, "percentile") if contrast == "dark" else whole
+    with xr.open_dataset(tmp_path / "movie.nc") as ds:
+        np.testing.assert_array_equal(ds["frames"].values, whole)
+        np.testing.assert_array_equal(ds["shift_y"].values, shifts[:, 0])
+        assert np.flatnonzero(ds["usable"].values == 0).tolist() == bad.tolist() == [5]
+        assert ds.attrs["contrast"] == contrast
+
+
 SCHEMA = Path(__file__).parents[1] / "config" / "movies.schema.yaml"
 
 

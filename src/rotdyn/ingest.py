@@ -148,7 +148,8 @@ def write_movie(path: str | os.PathLike, settings: dict, out_path: str | os.Path
     ``mapped``), preprocessed chunk by chunk
     (:func:`rotdyn.preprocess.preprocess_chunks`) and each chunk written as it
     is done. Contrast (``auto``) and sizes are decided on up to
-    :data:`SAMPLE_FRAMES` usable frames spread over the movie; a dark movie's
+    :data:`SAMPLE_FRAMES` usable frames spread over the movie (a saturated
+    frame would skew both); a dark movie's
     frames are then inverted in the file, chunk by chunk. The file appears
     under its name only when complete.
 
@@ -177,7 +178,8 @@ def write_movie(path: str | os.PathLike, settings: dict, out_path: str | os.Path
         flatten = movie.modality.upper().startswith("AFM")
     kept = select_frames(movie.frames, settings["first_frame"], settings["last_frame"])
     n, ny, nx = len(kept), movie.frames.shape[1], movie.frames.shape[2]
-    sample = np.unique(np.linspace(0, n - 1, min(n, SAMPLE_FRAMES)).round().astype(int))
+    looks = settings.get("contrast") == "auto" or bool(settings.get("measure"))  # else no frame is looked at
+    sample = np.unique(np.linspace(0, n - 1, min(n, SAMPLE_FRAMES) if looks else 0).round().astype(int))
     numbers = np.arange(n) + settings["first_frame"]
     interval = settings.get("frame_interval_s") or movie.frame_interval_s
     with atomic_path(out_path) as tmp, netCDF4.Dataset(tmp, "w", format="NETCDF4") as nc:
@@ -197,7 +199,7 @@ def write_movie(path: str | os.PathLike, settings: dict, out_path: str | os.Path
             log.warning("%s: frames %s have no finite pixels, no contrast or are saturated; passed through "
                         "unchanged and not segmented", path, (bad + settings["first_frame"]).tolist())
         good = ~np.isin(sample, bad)
-        picked = np.stack(picked)[good if good.any() else slice(None)]  # a saturated frame skews contrast, sizes
+        picked = np.stack(picked)[good if good.any() else slice(None)] if picked else np.zeros((0, ny, nx))
         contrast, reason = decide_contrast(picked, settings, movie.modality)
         log.info("%s: particles %s (%s)", path, contrast, reason)
         if contrast == "dark":  # the ensembles are trained on bright particles
