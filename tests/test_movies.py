@@ -92,7 +92,7 @@ def test_load_movie_applies_settings(tmp_path):
 
 @pytest.mark.parametrize("contrast", ["bright", "dark"])
 def test_ingest_of_a_long_movie_holds_a_few_chunks_not_the_movie(tmp_path, contrast):
-    """A plain TIFF stack is memory-mapped and written 16 frames at a time: numpy's peak allocation stays a
+    """A plain TIFF stack is read and written 16 frames at a time: numpy's peak allocation stays a
     small share of the movie, and the frames equal the whole-movie preprocessing (drift, flattening on)."""
     import tracemalloc
 

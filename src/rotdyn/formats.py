@@ -76,7 +76,7 @@ class Movie:
     Attributes
     ----------
     frames : (T, Y, X) float32 array; a single 2-D image has T = 1. Read with
-        ``mapped=True``: possibly a read-only memory map in the file's data type.
+        ``mapped=True``: possibly a :class:`FrameFile` (frames read when sliced).
     pixel_size_nm : nanometres per pixel from the file, else None.
     frame_interval_s : seconds between frames from the file, else None.
     source : the path read.
@@ -215,10 +215,11 @@ def read_movie(path: str | os.PathLike, channel: str | int | None = None, *, map
         ``"TP"``; ``.h5-jpk``: default ``"height_trace"``), channel index of a
         multi-channel TIFF (default 0), or signal index/title of an EM file.
     mapped : leave the pixels on disk where the file allows it: a ``.npy``
-        file or an uncompressed, contiguous single-series TIFF, whose frames are stored frame after frame. ``frames`` is then a
-        read-only memory map in the file's own data type (a slice reads only
-        those frames; ``np.asarray(frames[a:b], np.float32)`` gives what the
-        whole read gives); other files are read whole.
+        file or an uncompressed, contiguous single-series TIFF, whose frames
+        are stored frame after frame. ``frames`` is then a :class:`FrameFile`
+        in the file's own data type (a slice reads only those frames;
+        ``np.asarray(frames[a:b], np.float32)`` gives what the whole read
+        gives); other files are read whole.
 
     Returns
     -------
@@ -242,12 +243,12 @@ def read_movie(path: str | os.PathLike, channel: str | int | None = None, *, map
     >>> movie.format, movie.pixel_size_nm, movie.frame_interval_s
     ('tiff', 500.0, 0.25)
     >>> frames = read_movie(path, mapped=True).frames
-    >>> type(frames).__name__, frames.dtype, float(frames[1, 0, 0])
-    ('memmap', dtype('uint16'), 30.0)
+    >>> type(frames).__name__, frames.dtype, float(np.asarray(frames[1:])[0, 0, 0])
+    ('FrameFile', dtype('uint16'), 30.0)
     """
     fmt = _format(path)
     with _errors_named(path, fmt):
-        on_disk = _memory_map(Path(path), fmt, channel) if mapped else None
+        on_disk = _frame_file(Path(path), fmt, channel) if mapped else None
         raw = _OPENERS[fmt](Path(path), channel, on_disk is not None)  # header only when mapped
         _layout(path, raw.data.shape, raw.axes, raw.data.dtype)  # validates; same checks as the probe
         frames = on_disk if on_disk is not None else _standardise(raw.data, raw.axes)
@@ -259,11 +260,73 @@ def read_movie(path: str | os.PathLike, channel: str | int | None = None, *, map
                  source=str(path), format=fmt, modality=raw.modality or _modality(fmt), metadata=meta)
 
 
-def _memory_map(path: Path, fmt: str, channel) -> np.ndarray | None:
-    """The file's pixels as a (T, Y, X) memory map, or None where they are not stored that way.
+class FrameFile:
+    """Frames stored one after another in a file, read only when asked for: a lazy (T, Y, X) array.
+
+    Slicing frames (``frames[a:b]``) gives another :class:`FrameFile`;
+    ``np.asarray`` reads its frames with plain file reads. Unlike a memory
+    map, the pixels read are not kept mapped in the process, so reading a
+    long movie chunk by chunk costs a chunk of resident memory, not the file.
+
+    Parameters
+    ----------
+    path : str
+        The file.
+    offset : int
+        Byte offset of the first frame.
+    dtype : numpy dtype
+        The pixels' type, with its byte order.
+    shape : (T, Y, X)
+        Frames in the file and their size.
+    start, stop : int
+        The frames this view covers.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "m.npy"
+    >>> np.save(path, np.arange(4 * 2 * 3, dtype=">i2").reshape(4, 2, 3))
+    >>> mm = np.load(path, mmap_mode="r")
+    >>> frames = FrameFile(mm.filename, mm.offset, mm.dtype, mm.shape)
+    >>> part = frames[1:3]
+    >>> part.shape, np.asarray(part, np.float32)[1].tolist()
+    ((2, 2, 3), [[12.0, 13.0, 14.0], [15.0, 16.0, 17.0]])
+    """
+
+    def __init__(self, path, offset: int, dtype, shape, start: int = 0, stop: int | None = None):
+        self.path, self.offset, self.dtype, self.file_shape = str(path), int(offset), np.dtype(dtype), tuple(shape)
+        self.start, self.stop = start, self.file_shape[0] if stop is None else stop
+
+    @property
+    def shape(self) -> tuple:
+        """(frames in this view, Y, X)."""
+        return (self.stop - self.start, *self.file_shape[1:])
+
+    ndim = 3
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __getitem__(self, key):
+        if isinstance(key, slice) and key.step in (None, 1):
+            a, b, _ = key.indices(len(self))
+            return FrameFile(self.path, self.offset, self.dtype, self.file_shape, self.start + a,
+                             self.start + max(a, b))
+        return np.asarray(self)[key]
+
+    def __array__(self, dtype=None, copy=None):
+        frame_values = self.file_shape[1] * self.file_shape[2]
+        with open(self.path, "rb") as fh:
+            fh.seek(self.offset + self.start * frame_values * self.dtype.itemsize)
+            data = np.fromfile(fh, dtype=self.dtype, count=len(self) * frame_values).reshape(self.shape)
+        return data if dtype is None else data.astype(dtype)
+
+
+def _frame_file(path: Path, fmt: str, channel) -> FrameFile | None:
+    """The file's pixels as a (T, Y, X) :class:`FrameFile`, or None where they are not stored that way.
 
     Only plain grey stacks qualify (frame axis first, no colour or channel
-    axis to pick from), so the map needs no reordering.
+    axis to pick from), so the frames need no reordering.
     """
     if fmt == "npy":
         data = np.load(path, mmap_mode="r", allow_pickle=False)
@@ -283,7 +346,8 @@ def _memory_map(path: Path, fmt: str, channel) -> np.ndarray | None:
     grey_stack = data.ndim in (2, 3) and len(axes) == data.ndim and axes[-2:] == "YX" and axes[0] not in "CS"
     if not grey_stack or np.dtype(data.dtype).kind not in "biuf":
         return None
-    return data if data.ndim == 3 else data[None]
+    shape = data.shape if data.ndim == 3 else (1, *data.shape)
+    return FrameFile(path, data.offset, data.dtype, shape)  # the map only told where the pixels are
 
 
 # ----------------------------------------------------------------------------- shared layout

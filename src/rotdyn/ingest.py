@@ -143,9 +143,10 @@ def load_movie(path: str | os.PathLike, settings: dict) -> "xr.Dataset":
 def write_movie(path: str | os.PathLike, settings: dict, out_path: str | os.PathLike, chunk: int = 32) -> None:
     """Read and preprocess one movie into ``movie.nc``, ``chunk`` frames at a time.
 
-    A movie of any length costs a few chunks of memory: the file is memory
-    mapped where its format allows (:func:`rotdyn.formats.read_movie`,
-    ``mapped``), preprocessed chunk by chunk
+    A movie of any length costs a few chunks of memory: where its format
+    allows, the file's frames are read a chunk at a time
+    (:func:`rotdyn.formats.read_movie`, ``mapped``; other formats are read
+    whole), preprocessed chunk by chunk
     (:func:`rotdyn.preprocess.preprocess_chunks`) and each chunk written as it
     is done. Contrast (``auto``) and sizes are decided on up to
     :data:`SAMPLE_FRAMES` usable frames spread over the movie (a saturated

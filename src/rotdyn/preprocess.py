@@ -464,7 +464,7 @@ def preprocess_chunks(frames, *, flatten_afm: bool = False, normalize_method: st
 
     Parameters
     ----------
-    frames : (T, Y, X) array or memory map (read ``chunk`` frames at a time).
+    frames : (T, Y, X) array, or a lazy one such as :class:`rotdyn.formats.FrameFile` (read ``chunk`` frames at a time).
     flatten_afm, normalize_method, drift_correction, drift_reference, first_frame, last_frame :
         See :func:`preprocess`.
     chunk : frames per chunk.
