@@ -161,6 +161,26 @@ def test_valley_split_keeps_dented_rods_whole_and_splits_touching_ones():
     assert len(found) == 2 and sorted(found.y) == pytest.approx([21, 27], abs=0.6)
 
 
+@pytest.mark.parametrize("angle", [0, 35, 90])
+def test_neck_split_parts_cells_end_to_end_and_keeps_long_cells_whole(angle):
+    """Two 18 x 6 px cells in a chain, 2 px apart (a dividing pair: the probability stays high across the septum, only
+    the width narrows to 3 px) are two particles; a 36 x 6 px cell of even width, or one bent a little, is one."""
+    shape = (64, 64)
+    a = np.radians(angle)
+    ux, uy = np.cos(a), -np.sin(a)
+    ends = [(32 - 10 * ux, 32 - 10 * uy), (32 + 10 * ux, 32 + 10 * uy)]
+    chain = np.maximum(*(capsule(shape, x, y, 18, 6, angle) for x, y in ends))
+    chain = np.maximum(chain, capsule(shape, 32, 32, 6, 3, angle))  # the septum: a 3 px wide neck, no valley
+    assert len(one(chain)) == 1  # no probability valley: the valley split keeps the chain whole
+    cells = one(chain, split="neck", min_neck=0.75)
+    assert len(cells) == 2
+    found = sorted(zip(cells.x, cells.y))
+    assert np.allclose(found, sorted(ends), atol=1.0) and (cells.major_axis < 22).all()
+    assert len(one(capsule(shape, 32, 32, 36, 6, angle), split="neck", min_neck=0.75)) == 1
+    bent = np.maximum(capsule(shape, *ends[0], 23, 6, angle + 8), capsule(shape, *ends[1], 23, 6, angle - 8))
+    assert len(one(bent, split="neck", min_neck=0.75)) == 1
+
+
 def test_distance_split_separates_overlapping_discs():
     yy, xx = np.mgrid[:40, :40]
     blob = ((np.hypot(xx - 15, yy - 20) < 5) | (np.hypot(xx - 24, yy - 20) < 5)).astype(np.float32)
@@ -256,6 +276,8 @@ def test_bad_parameters():
         locate_frame(image, image, [1], split="probability", threshold=0.6, marker_threshold=0.5)
     with pytest.raises(ValueError, match="min_valley"):
         locate_frame(image, image, [1], min_valley=1.5)
+    with pytest.raises(ValueError, match="min_neck must be > 0 px"):
+        locate_frame(image, image, [1], split="neck", min_neck=0)
     with pytest.raises(ValueError, match="len"):
         locate_frame(image, image, [1, 2])
     with pytest.raises(TypeError, match="unknown locate parameters: \\['thresold'\\]"):

@@ -324,3 +324,7 @@ def test_angle_check_follows_orientation_up_to_a_constant_and_skips_round_partic
     assert not random["ok"] and random["value"] < 0.2 and "does not follow" in random["message"]
     assert qc.check_angle(np.zeros(300), np.full(300, 0.4), ecc)["note"].startswith("orientations too alike")
     assert qc.check_angle(head, theta, np.full(300, 0.5))["ok"]
+    # colloids: pixelation makes a fifth of the discs look elongated, at random angles: a round kind, skipped
+    colloids = np.where(rng.random(300) < 0.22, 0.85, 0.4)
+    skipped = qc.check_angle(rng.uniform(-np.pi, np.pi, 300), theta, colloids)
+    assert skipped["ok"] and skipped["value"] is None and skipped["note"].startswith("mostly round particles (2")

@@ -14,6 +14,16 @@ marker-controlled watershed; which markers to use depends on the particles:
   then grows the markers over the mask. Measured on the demo rods, this splits
   as many touching pairs as fixed-threshold cores but keeps noisy rods whole
   (at noise 0.25: precision 0.98 against 0.48 with cores above 0.9).
+* ``split="neck"`` (cells that divide, chains): the valley split, then each
+  particle is cut where its width narrows: markers are the maxima of the
+  (smoothed) distance transform of each particle that stand ``min_neck`` px
+  above the saddle to any higher one. Two cells end to end keep a high
+  probability across their septum, so no valley parts them, but the pair
+  narrows there; a straight or gently bent cell has one ridge of even
+  width. On the real bacteria (6 hand-checked frames, 102 whole cells)
+  precision and recall rise from 0.85 and 0.72 (``valley``) to 0.97 and
+  0.94 (``min_neck`` 0.75 px, ``smooth`` 1 px; 0.6-0.9 px: 0.93-0.97,
+  0.91-0.94).
 * ``split="centre"`` (crowded, crossing or overlapping particles): the
   ensemble was trained with a class of particle centres
   (``training_set.centres``); markers are the maxima of its (lightly
@@ -65,7 +75,7 @@ from .store import provenance, write_netcdf
 
 log = logging.getLogger(__name__)
 
-SPLIT_METHODS = ("valley", "centre", "probability", "distance", "none")
+SPLIT_METHODS = ("valley", "neck", "centre", "probability", "distance", "none")
 ORPHAN_SHARE = 0.5  # split="centre": a piece without a centre is a particle if it has this share of the median area
 CENTRE_AGREEMENT = 1.0  # px: a particle's own centroid this near its centre's is the more precise one
 MIN_CENTRE_MASS = 1.0  # px of centre probability: less, and the particle's own centroid is used
@@ -166,14 +176,37 @@ def _peak_markers(image, mask, min_valley, smooth, min_peak=0.0):
     return np.where((peaks > 0) & (smoothed >= min_peak), domes, 0)
 
 
+def _contacts(labels: np.ndarray) -> np.ndarray:
+    """Pixels of a particle that touch another particle (not the background)."""
+    apart = np.where(labels > 0, labels, labels.max() + 1)  # the background never differs from a neighbour
+    return (labels > 0) & (ndimage.maximum_filter(labels, 3) != ndimage.minimum_filter(apart, 3))
+
+
+def _neck_split(labels, mask, min_neck, smooth):
+    """``labels`` with every particle cut where its width narrows by ``min_neck`` px (end-to-end pairs).
+
+    The width is the distance transform of the particles, each on its own
+    (pixels touching a neighbour count as background); its maxima that stand
+    ``min_neck`` above the saddle to any higher one seed a watershed of its
+    negative. A straight particle of even width has one ridge; two cells in
+    a chain have a ridge each and a neck between them.
+    """
+    apart = mask & ~_contacts(labels)
+    distance = ndimage.distance_transform_edt(apart)
+    markers = _peak_markers(distance, apart, min_neck, smooth)
+    return watershed(-ndimage.gaussian_filter(distance, smooth) if smooth > 0 else -distance,
+                     _components_without_markers(markers, mask), mask=mask)
+
+
 def _segment(prob, mask, split, marker_threshold, min_distance, min_marker_area, min_valley, smooth,
-             centres=None, min_centre=0.0):
+             centres=None, min_centre=0.0, min_neck=1.0):
     """Instance labels (0 background) of the particles of one class."""
     if split == "none":
         return ndimage.label(mask)[0]
-    if split == "valley":
+    if split in ("valley", "neck"):
         markers = _peak_markers(prob, mask, min_valley, smooth)
-        return watershed(-prob, _components_without_markers(markers, mask), mask=mask)
+        labels = watershed(-prob, _components_without_markers(markers, mask), mask=mask)
+        return _neck_split(labels, mask, min_neck, smooth) if split == "neck" else labels
     if split == "centre":
         labels = watershed(-prob, _peak_markers(centres, mask, min_valley, smooth, min_centre), mask=mask)
         return _with_whole_orphans(labels, mask)
@@ -238,7 +271,7 @@ def _measure(labels, prob, variance, cls, edge_margin, centres=None):
     return table.astype(COLUMNS)
 
 
-def _check(split, threshold, marker_threshold, min_valley, min_centre=0.0):
+def _check(split, threshold, marker_threshold, min_valley, min_centre=0.0, min_neck=1.0):
     if split not in SPLIT_METHODS:
         raise ValueError(f"split must be one of {SPLIT_METHODS}, got {split!r}")
     if not 0 <= threshold < 1:
@@ -247,13 +280,15 @@ def _check(split, threshold, marker_threshold, min_valley, min_centre=0.0):
         raise ValueError(f"marker_threshold must be in [threshold, 1), got {marker_threshold!r}")
     if split == "centre" and not 0 <= min_centre < 1:
         raise ValueError(f"min_centre must be in [0, 1), got {min_centre!r}")
-    if split in ("valley", "centre") and not 0 < min_valley < 1:
+    if split in ("valley", "neck", "centre") and not 0 < min_valley < 1:
         raise ValueError(f"min_valley must be in (0, 1), got {min_valley!r}")
+    if split == "neck" and not min_neck > 0:
+        raise ValueError(f"min_neck must be > 0 px, got {min_neck!r}")
 
 
 def locate_frame(mean, variance, classes, centres=None, *, threshold=0.5, split="valley", min_valley=0.25, smooth=1.0,
-                 min_centre=0.3, marker_threshold=0.9, min_distance=3, min_marker_area=4, min_area=10, max_area=None,
-                 edge_margin=1) -> pd.DataFrame:
+                 min_neck=1.0, min_centre=0.3, marker_threshold=0.9, min_distance=3, min_marker_area=4, min_area=10,
+                 max_area=None, edge_margin=1) -> pd.DataFrame:
     """Particles in one frame's probability maps.
 
     Parameters
@@ -269,15 +304,18 @@ def locate_frame(mean, variance, classes, centres=None, *, threshold=0.5, split=
     threshold : float
         A pixel belongs to the most probable foreground class when that
         probability exceeds ``threshold``, else to the background.
-    split : {"valley", "centre", "probability", "distance", "none"}
+    split : {"valley", "neck", "centre", "probability", "distance", "none"}
         How touching particles are split (see the module docstring).
     min_valley : float
         ``split="valley"``: how far (in probability) the map must dip between
         two maxima for them to be two particles; ``split="centre"``: the same
         for the centre probability's maxima (and a lone one must reach it).
     smooth : float
-        ``split="valley"`` and ``"centre"``: sd (px) of the Gaussian applied
-        before finding maxima, so pixel noise makes no maxima.
+        ``split="valley"``, ``"neck"`` and ``"centre"``: sd (px) of the
+        Gaussian applied before finding maxima, so pixel noise makes no maxima.
+    min_neck : float
+        ``split="neck"``: how much (px) a particle's half-width must narrow
+        between two wider parts for them to be two particles.
     min_centre : float
         ``split="centre"``: a centre's (smoothed) probability must reach this;
         fainter maxima are the ensemble's doubts at the ends of crossing
@@ -321,7 +359,7 @@ def locate_frame(mean, variance, classes, centres=None, *, threshold=0.5, split=
     >>> float(rod.x), float(rod.y), int(rod.area), int(rod["class"]), round(float(rod.orientation), 3)
     (7.5, 5.0, 30, 1, 0.0)
     """
-    _check(split, threshold, marker_threshold, min_valley, min_centre)
+    _check(split, threshold, marker_threshold, min_valley, min_centre, min_neck)
     mean = np.nan_to_num(np.asarray(mean, np.float32), nan=0.0)
     variance = np.nan_to_num(np.asarray(variance, np.float32), nan=0.0)
     if mean.ndim != 3 or mean.shape != variance.shape or len(classes) != len(mean):
@@ -343,7 +381,7 @@ def locate_frame(mean, variance, classes, centres=None, *, threshold=0.5, split=
         if not mask.any():
             continue
         labels = _segment(mean[k], mask, split, marker_threshold, min_distance, min_marker_area,
-                          min_valley, smooth, centres, min_centre)
+                          min_valley, smooth, centres, min_centre, min_neck)
         tables.append(_measure(labels, mean[k], variance[k], int(cls), edge_margin,
                                centres if split == "centre" else None))
     table = pd.concat(tables, ignore_index=True) if tables else _empty_table()
