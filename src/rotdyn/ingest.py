@@ -186,16 +186,7 @@ def write_movie(path: str | os.PathLike, settings: dict, out_path: str | os.Path
     with atomic_path(out_path) as tmp, netCDF4.Dataset(tmp, "w", format="NETCDF4") as nc:
         nc.set_auto_mask(False)  # NaN pixels read back as NaN, not masked
         frames = _create_movie(nc, numbers, ny, nx, interval, movie.metadata.get("units"))
-        shifts, bad, picked = np.zeros((n, 2)), [], []
-        for offset, block, block_shifts, block_bad in preprocess_chunks(
-                movie.frames, flatten_afm=flatten, normalize_method=settings["normalize"],
-                drift_correction=settings["drift_correction"], drift_reference=settings["drift_reference"],
-                first_frame=settings["first_frame"], last_frame=settings["last_frame"], chunk=chunk):
-            frames[offset:offset + len(block)] = block
-            shifts[offset:offset + len(block)] = block_shifts
-            bad += (block_bad + offset).tolist()
-            picked += [block[i - offset].copy() for i in sample if offset <= i < offset + len(block)]  # not views
-        bad = np.asarray(bad, dtype=int)
+        shifts, bad, picked = _write_frames(frames, movie.frames, settings, flatten, chunk, sample)
         if len(bad):
             log.warning("%s: frames %s have no finite pixels, no contrast or are saturated; passed through "
                         "unchanged and not segmented", path, (bad + settings["first_frame"]).tolist())
@@ -205,7 +196,7 @@ def write_movie(path: str | os.PathLike, settings: dict, out_path: str | os.Path
         log.info("%s: particles %s (%s)", path, contrast, reason)
         if contrast == "dark":  # the ensembles are trained on bright particles
             picked = invert(picked, settings["normalize"])
-            for offset in range(0, n, chunk):
+            for offset in range(0, n, chunk):  # in the file, a chunk at a time
                 frames[offset:offset + chunk] = invert(frames[offset:offset + chunk], settings["normalize"])
         measured = measure(picked, **settings["measure"]) if settings.get("measure") else {}
         if measured:
@@ -216,6 +207,24 @@ def write_movie(path: str | os.PathLike, settings: dict, out_path: str | os.Path
         nc.setncatts({k: attr_value(v) for k, v in _movie_attrs(path, movie, settings, flatten, interval,
                                                                 contrast, reason, measured).items()})
     log.info("%s: %d frames of %d x %d px", path, n, ny, nx)
+
+
+def _write_frames(out, frames, settings: dict, flatten: bool, chunk: int, sample) -> tuple:
+    """Preprocess ``frames`` chunk by chunk into the NetCDF variable ``out``.
+
+    Returns the drift shifts ``(T, 2)``, the indices of unusable frames and
+    copies of the frames at the indices ``sample`` (for contrast and sizes).
+    """
+    shifts, bad, picked = np.zeros((len(out), 2)), [], []
+    for offset, block, block_shifts, block_bad in preprocess_chunks(
+            frames, flatten_afm=flatten, normalize_method=settings["normalize"],
+            drift_correction=settings["drift_correction"], drift_reference=settings["drift_reference"],
+            first_frame=settings["first_frame"], last_frame=settings["last_frame"], chunk=chunk):
+        out[offset:offset + len(block)] = block
+        shifts[offset:offset + len(block)] = block_shifts
+        bad += (block_bad + offset).tolist()
+        picked += [block[i - offset].copy() for i in sample if offset <= i < offset + len(block)]  # not views
+    return shifts, np.asarray(bad, dtype=int), picked
 
 
 # Frames that auto contrast and the size measurement look at: spread over the movie, a few hundred at most
