@@ -251,9 +251,8 @@ def _create_movie(nc, numbers, ny: int, nx: int, interval, units) -> "netCDF4.Va
                                                 "saturated"})}
     for name, (dtype, attrs) in described.items():
         nc.createVariable(name, dtype, ("frame",)).setncatts(attrs)
-    for name in ("frames", *described):
-        if extra:
-            nc[name].coordinates = extra
+    for name in ("frames", *described) if extra else ():
+        nc[name].coordinates = extra  # so xarray reads time as their coordinate
     return frames
 
 

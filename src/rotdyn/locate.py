@@ -193,9 +193,9 @@ def _neck_split(labels, mask, min_neck, smooth):
     """
     apart = mask & ~_contacts(labels)
     distance = ndimage.distance_transform_edt(apart)
-    markers = _peak_markers(distance, apart, min_neck, smooth)
-    return watershed(-ndimage.gaussian_filter(distance, smooth) if smooth > 0 else -distance,
-                     _components_without_markers(markers, mask), mask=mask)
+    distance = ndimage.gaussian_filter(distance, smooth) if smooth > 0 else distance
+    markers = _peak_markers(distance, apart, min_neck, 0.0)  # smoothed once, for markers and watershed alike
+    return watershed(-distance, _components_without_markers(markers, mask), mask=mask)
 
 
 def _segment(prob, mask, split, marker_threshold, min_distance, min_marker_area, min_valley, smooth,

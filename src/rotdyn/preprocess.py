@@ -53,10 +53,11 @@ def select_frames(frames: np.ndarray, first_frame: int = 0, last_frame: int | No
 def bad_frames(frames: np.ndarray) -> np.ndarray:
     """Indices of frames without a single finite pixel, with no contrast, or saturated.
 
-    Saturated: at least 99.5 % of the pixels hold one value at an end of the
-    range (the 0.5 and 99.5 percentiles are equal), as when an AFM tip loses
-    the surface and the height sits at the end of its range. Flattening and normalising such a
-    frame would blow its few other pixels up by 10^13.
+    Saturated: the 0.5 and 99.5 percentiles are equal, so one value holds at
+    least 99 % of the pixels (99.5 % when it is the end of the range), as
+    when an AFM tip loses the surface and the height sits at its floor.
+    Flattening and normalising such a frame blew its few other pixels up
+    by 10^13.
 
     Parameters
     ----------
@@ -447,10 +448,10 @@ def preprocess(
     >>> frames.shape, frames[0].ravel().tolist(), shifts.tolist(), bad.tolist()
     ((2, 2, 2), [0.0, 0.3333333432674408, 0.6666666865348816, 1.0], [[0.0, 0.0], [0.0, 0.0]], [])
     """
-    parts = list(preprocess_chunks(frames, flatten_afm=flatten_afm, normalize_method=normalize_method,
-                                   drift_correction=drift_correction, drift_reference=drift_reference,
-                                   first_frame=first_frame, last_frame=last_frame, chunk=max(len(frames), 1)))
-    return parts[0][1], parts[0][2], parts[0][3]
+    _, out, shifts, bad = next(preprocess_chunks(
+        frames, flatten_afm=flatten_afm, normalize_method=normalize_method, drift_correction=drift_correction,
+        drift_reference=drift_reference, first_frame=first_frame, last_frame=last_frame, chunk=max(len(frames), 1)))
+    return out, shifts, bad
 
 
 def preprocess_chunks(frames, *, flatten_afm: bool = False, normalize_method: str = "percentile",

@@ -454,6 +454,8 @@ def segment_movie(movie_path, model_paths: list, out_path, *, batch_size: int = 
     with num_threads(threads), FastEnsemble(models, bf16, threads=threads) as ensemble, \
             xr.open_dataset(movie_path, cache=False) as movie:
         frames = movie["frames"]
+        # ingest's verdict on the raw frames (saturated ones look fine by now)
+        unusable = movie["usable"].values == 0 if "usable" in movie else np.zeros(movie.sizes["frame"], bool)
         attrs = {
             **movie.attrs,
             **provenance(
@@ -471,8 +473,7 @@ def segment_movie(movie_path, model_paths: list, out_path, *, batch_size: int = 
             for start in range(0, movie.sizes["frame"], batch_size):
                 stop = min(start + batch_size, movie.sizes["frame"])
                 batch, bad = clean_frames(frames.isel(frame=slice(start, stop)).values)
-                if "usable" in movie:  # ingest's verdict on the raw frames (saturated ones look fine by now)
-                    bad |= movie["usable"].values[start:stop] == 0
+                bad |= unusable[start:stop]
                 mean = np.zeros((stop - start, len(class_names) - 1, *batch.shape[1:]), np.float32)
                 var = np.zeros_like(mean)
                 if not bad.all():
