@@ -59,7 +59,7 @@ MOVIES = {
 ATOMS = dict(size=128, frames=20, background="bright", dose=1.0, seed=3)
 # trackpy's bulk-water example (trackpy-examples walkthrough): dark features, linked within 5 px, memory 3.
 TRACKPY = dict(diameter=9, minmass=100.0, invert=True, search_range=5.0, memory=3)
-# The run's own settings: the HS-AFM lattice's kind, and trackpy's linking radius for every movie.
+# The run's own settings: the HS-AFM lattice's kind, and trackpy's linking radius for the colloids.
 CONFIG = """\
 particles:
   kinds:
@@ -70,8 +70,8 @@ particles:
         simulate: {kind: spheres, contrast: bright, frames: 16, size: 128, seed: 1}
       locate: {split: distance, min_area: 6}
       patches: {size: 16}
-link:
-  search_range: 5
+    spheres:
+      link: {search_range: 5}
 """
 
 

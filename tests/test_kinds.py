@@ -43,12 +43,14 @@ def _atoms_movie(path) -> None:
 # ------------------------------------------------------------------ settings
 def test_a_kind_overrides_the_global_sections_key_by_key():
     config = {"particles": {"default": "rods", "kinds": {"rods": {}, "atoms": {"locate": {"min_area": 4},
-                                                                              "contrast": "auto"}}},
+                                                                              "contrast": "auto",
+                                                                              "link": {"memory": 5}}}},
               "training_set": {"tile": 64, "source": "auto"}, "train": {"members": 3, "width": 16},
               "locate": {"threshold": 0.5, "min_area": 10, "split": "valley"}, "patches": {"size": 24},
-              "rvae": {"epochs": 60}}
+              "rvae": {"epochs": 60}, "link": {"search_range": 21, "memory": 3}}
     atoms, rods = kind_settings(config, "atoms"), kind_settings(config, "rods")
     assert atoms["locate"] == {"threshold": 0.5, "min_area": 4, "split": "valley"}
+    assert atoms["link"] == {"search_range": 21, "memory": 5} and rods["link"] == config["link"]
     assert rods["locate"] == config["locate"] and atoms["train"] == rods["train"] == config["train"]
     assert (atoms["contrast"], rods["contrast"]) == ("auto", "bright")
     assert atoms["training_set"]["set"] == "atoms" and config["training_set"] == {"tile": 64, "source": "auto"}
@@ -174,6 +176,11 @@ def test_changing_one_kind_reruns_only_its_ensemble_and_movies(mixed_run, tmp_pa
     ran = jobs(snakemake(workflow, "-n", *_config_with(workflow, change)))
     assert not any(rule.startswith("train") or rule in ("ingest", "segment") for rule, _ in ran)
     assert {w for rule, w in ran if rule == "locate"} == {"movie=rods0", "movie=dark0", "movie=auto0"}
+    # a kind's own linking: only its movies' tracks (and what reads them) are made again
+    change = "particles:\n  kinds:\n    atoms:\n      link:\n        memory: 1\n"
+    ran = jobs(snakemake(workflow, "-n", *_config_with(workflow, change)))
+    assert ("link", "movie=atoms0") in ran and {w for _, w in ran if w.startswith("movie=")} == {"movie=atoms0"}
+    assert not any(rule in ("ingest", "segment", "locate", "patches", "encode") for rule, _ in ran)
 
 
 def test_a_movie_of_a_third_kind_trains_only_that_kinds_ensemble(mixed_run, tmp_path):

@@ -4,7 +4,7 @@ A run may hold movies of several kinds of particle (rods in an HS-AFM movie,
 atoms in a STEM movie, cells in a phase-contrast movie). Each kind, under
 ``particles.kinds.<kind>`` in the config, has its own training set (labelled
 frames or simulator parameters), its own ensemble, and its own ``train``,
-``locate``, ``patches`` and ``rvae`` settings: the kind's entries override the
+``locate``, ``patches``, ``rvae`` and ``link`` settings: the kind's entries override the
 global sections of the same name, key by key (:func:`merge`). The sample
 sheet's ``particles`` column picks a movie's kind; ``particles.default``
 serves the others.
@@ -18,7 +18,7 @@ import copy
 from typing import Any, Callable
 
 # Sections a kind may override, key by key, over the global section of the same name.
-SECTIONS = ("training_set", "train", "locate", "patches", "rvae")
+SECTIONS = ("training_set", "train", "locate", "patches", "rvae", "link")
 CONTRASTS = ("bright", "dark", "auto")
 # Simulator keys that are calibration, not simulation (the training set ignores them).
 CALIBRATION_KEYS = ("pixel_size_nm", "frame_interval_s")
@@ -101,7 +101,8 @@ def kind_settings(config: dict, kind: str) -> dict:
     --------
     >>> config = {"particles": {"default": "rods", "kinds": {"rods": {"contrast": "dark",
     ...           "locate": {"min_area": 4}}}}, "training_set": {"tile": 64}, "train": {"members": 3},
-    ...           "locate": {"threshold": 0.5, "min_area": 10}, "patches": {"size": 24}, "rvae": {"epochs": 60}}
+    ...           "locate": {"threshold": 0.5, "min_area": 10}, "patches": {"size": 24}, "rvae": {"epochs": 60},
+    ...           "link": {"search_range": 21, "memory": 3}}
     >>> s = kind_settings(config, "rods")
     >>> s["contrast"], s["locate"], s["training_set"]["set"]
     ('dark', {'threshold': 0.5, 'min_area': 4}, 'rods')
@@ -112,8 +113,8 @@ def kind_settings(config: dict, kind: str) -> dict:
     own = kinds[kind] or {}
     settings = {"name": kind, "description": own.get("description", ""),
                 "contrast": own.get("contrast", "bright")}
-    for section in SECTIONS:
-        settings[section] = merge(config[section], own.get(section))
+    for section in SECTIONS:  # a config without a section (a test's, a script's) gives the kind's own keys only
+        settings[section] = merge(config.get(section, {}), own.get(section))
     settings["training_set"]["set"] = kind
     return settings
 

@@ -200,9 +200,9 @@ def kind_resource(section, key):
 def run_settings(wildcards):
     """The settings summary.json records, "auto" resolved: what ran, with the movie's kind."""
     kind = KIND[wildcards.movie]
-    settings = {name: config[name] for name in ("kde", "link", "nmf")}
+    settings = {name: config[name] for name in ("kde", "nmf")}
     own = KIND_SETTINGS[kind]
-    settings.update({name: own[name] for name in ("locate", "patches", "train", "training_set")})
+    settings.update({name: own[name] for name in ("locate", "patches", "train", "training_set", "link")})
     settings["rvae"] = {**own["rvae"], **rvae_fit_settings(own["rvae"], own["patches"]["source"])}
     settings["particles"] = {"kind": kind, "description": own["description"]}
     return settings

@@ -7,7 +7,7 @@ rule link:
         nc="results/{movie}/tracks.nc",
         summary="results/{movie}/track_summary.csv",
     params:
-        link=config["link"],
+        link=movie_section("link"),
         code=stage_code("link"),
     log:
         "results/logs/{movie}/link.log",
