@@ -168,6 +168,20 @@ def test_contrast_of_simulated_atoms_both_polarities(spacing):
     assert detect_contrast(-frames, template).contrast == "dark"
 
 
+@pytest.mark.parametrize("seed", [3, 4, 5])
+def test_contrast_of_low_dose_stem_atoms(seed):
+    # About 9 counts per atom: a single frame holds each atom at about one noise sd and the noise's
+    # Poisson skew favours bright; the mean of the 20 frames shows the dips (bright background) clearly.
+    template = particle_template("atom", spacing=6.0)
+    dips = simulate_atoms(size=128, frames=20, background="bright", dose=1.0, seed=seed).frames
+    decision = detect_contrast(dips, template)
+    assert decision.contrast == "dark" and decision.decided and decision.confidence > 0.2, decision.reason
+    assert "mean of 20 frames" in decision.reason
+    peaks = simulate_atoms(size=128, frames=20, background="dark", dose=1.0, seed=seed).frames
+    decision = detect_contrast(peaks, template)
+    assert decision.contrast == "bright" and decision.confidence > 0.3, decision.reason
+
+
 @pytest.mark.parametrize("halo, halo_width", [(0.4, 2.0), (1.0, 2.0), (0.7, 4.0)])
 def test_contrast_of_phase_contrast_halos(halo, halo_width):
     frames = phase_contrast(halo, halo_width)
@@ -187,8 +201,8 @@ def test_contrast_undecided_falls_back_to_the_default():
 
 
 def test_afm_height_maps_need_a_clear_case_for_dark():
-    # Very noisy inverted rods: dark wins, but not by much.
-    frames, template = -rods(16, 5, 1.0), particle_template("rod", length=16, width=5)
+    # One frame of very noisy inverted rods (no mean of frames to lean on): dark wins, but not by much.
+    frames, template = -rods(16, 5, 1.0, frames=1), particle_template("rod", length=16, width=5)
     plain = detect_contrast(frames, template)
     assert plain.contrast == "dark" and 0.15 <= plain.confidence < 0.3
     afm = detect_contrast(frames, template, modality="AFM")  # particles stand up in a height map

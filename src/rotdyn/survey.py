@@ -352,7 +352,8 @@ class ContrastDecision:
         ``"bright"`` or ``"dark"``.
     score : dict
         ``{"bright": s, "dark": s}``: the mean of the strongest template
-        responses for each polarity, in robust sd of the response.
+        responses for each polarity, in robust sd of the response, in the
+        view that decided (single frames or their mean; see ``reason``).
     confidence : float
         ``(best - other) / best`` of the two scores, in [0, 1]; below the
         threshold the decision is the default and ``decided`` is False.
@@ -429,6 +430,53 @@ def _peak_heights(response: np.ndarray, min_distance: int) -> np.ndarray:
     return np.sort(response[tuple(peaks.T)])[::-1]
 
 
+def _mean_frame(frames) -> np.ndarray | None:
+    """The mean of the frames, pixel by pixel over their finite values, as ``(1, H, W)``; None for one frame.
+
+    Accumulated a frame at a time (no float64 copy of the movie); pixels
+    never finite take the median of the rest.
+    """
+    frames = np.asarray(frames)
+    if frames.ndim != 3 or len(frames) < 2:
+        return None
+    total, count = np.zeros(frames.shape[1:]), np.zeros(frames.shape[1:])
+    for frame in frames:
+        finite = np.isfinite(frame)
+        total += np.where(finite, frame, 0.0)
+        count += finite
+    if not count.any():
+        return None
+    mean = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
+    mean[count == 0] = np.median(mean[count > 0])
+    return mean[None]
+
+
+def _polarity_scores(frames, kernels, border, min_distance, block) -> dict:
+    """Each polarity's score on ``frames``: the mean of its ``k`` highest response maxima, in robust sd, over frames.
+
+    ``k`` is a tenth of the maxima found, at least 3; responses within
+    ``border`` of the edge (zero padding) are left out.
+    """
+    scores = {"bright": [], "dark": []}
+    inner = (slice(None), slice(border, -border), slice(border, -border))
+    for frame in frames:
+        R = _correlate(flatten_background(frame, block), kernels)
+        scale = 1.4826 * np.median(np.abs(R - np.median(R))) or 1.0
+        R = R[inner] / scale
+        heights = {"bright": _peak_heights(R.max(0), min_distance), "dark": _peak_heights((-R).max(0), min_distance)}
+        k = max(3, min(len(h) for h in heights.values()) // 10)
+        for polarity, h in heights.items():
+            scores[polarity].append(float(h[:k].mean()) if len(h) else 0.0)
+    return {p: float(np.mean(v)) for p, v in scores.items()}
+
+
+def _confidence(score: dict) -> tuple[str, float]:
+    """The polarity with the higher score, and ``(best - other) / best`` (0 when no score is positive)."""
+    best = max(score, key=score.get)
+    other = "dark" if best == "bright" else "bright"
+    return best, (score[best] - score[other]) / score[best] if score[best] > 0 else 0.0
+
+
 def detect_contrast(frames, template, *, n_frames: int = 5, n_angles: int | None = None,
                     min_confidence: float | None = None, default: str = "bright", modality: str | None = None,
                     block: int | None = None) -> ContrastDecision:
@@ -448,6 +496,16 @@ def detect_contrast(frames, template, *, n_frames: int = 5, n_angles: int | None
     the higher score wins, with confidence ``(best - other) / best``. Below
     ``min_confidence`` the decision is ``default`` and says so.
 
+    The same scores are taken on the mean of all the frames given, and the
+    view (single frames or their mean) with the higher confidence decides.
+    Static particles keep their shape in the mean while its noise falls as
+    1/sqrt(T) and, a sum of many counts, loses the skew of shot noise: in a
+    low-dose STEM movie (about 10 counts per atom) a single frame holds each
+    atom at about one noise sd, and the top maxima are the noise's, whose
+    Poisson skew favours bright even where the atoms are dips; the mean of
+    20 such frames decides them clearly. Moving particles smear out in the
+    mean and answer the filter less there, so their single frames decide.
+
     The flattening removes uneven illumination and AFM tilt; a phase-contrast
     halo around a particle is a thin rim that answers the filled template
     less than the body does, so a bright body with a dark rim is "bright" and
@@ -460,7 +518,8 @@ def detect_contrast(frames, template, *, n_frames: int = 5, n_angles: int | None
     Parameters
     ----------
     frames : (T, H, W) or (H, W) array
-        Preprocessed frames; non-finite pixels are ignored.
+        Preprocessed frames; non-finite pixels are ignored. All of them go
+        into the mean frame; ``n_frames`` of them are scored singly.
     template : (K, L) array
         One particle, brighter than its surround (e.g. :func:`particle_template`).
     n_frames : int
@@ -495,6 +554,15 @@ def detect_contrast(frames, template, *, n_frames: int = 5, n_angles: int | None
     >>> t = particle_template("rod", length=16, width=5)
     >>> detect_contrast(frames, t).contrast, detect_contrast(-frames, t).contrast
     ('bright', 'dark')
+
+    Low-dose STEM (about 9 counts per atom), atoms as dips in a bright
+    background: single frames cannot tell, the mean of the 20 frames can:
+
+    >>> from rotdyn.simulate import simulate_atoms
+    >>> stem = simulate_atoms(size=128, frames=20, background="bright", dose=1.0, seed=3).frames
+    >>> d = detect_contrast(stem, particle_template("atom", spacing=6.0))
+    >>> d.contrast, d.decided, "the mean of 20 frames" in d.reason
+    ('dark', True, True)
     """
     if default not in CONTRASTS:
         raise ValueError(f"default contrast must be 'bright' or 'dark', got {default!r}")
@@ -510,24 +578,20 @@ def detect_contrast(frames, template, *, n_frames: int = 5, n_angles: int | None
     template = np.asarray(template, dtype=np.float64)
     w = template > (template.min() + template.max()) / 2
     min_distance = max(2, int(ndimage.distance_transform_edt(w).max()))
-    scores = {"bright": [], "dark": []}
-    for frame in picked:
-        R = _correlate(flatten_background(frame, block), kernels)
-        scale = 1.4826 * np.median(np.abs(R - np.median(R))) or 1.0
-        inner = (slice(None), slice(border, -border), slice(border, -border))
-        R = R[inner] / scale
-        heights = {"bright": _peak_heights(R.max(0), min_distance), "dark": _peak_heights((-R).max(0), min_distance)}
-        k = max(3, min(len(h) for h in heights.values()) // 10)
-        for polarity, h in heights.items():
-            scores[polarity].append(float(h[:k].mean()) if len(h) else 0.0)
-    score = {p: float(np.mean(v)) for p, v in scores.items()}
-    best = max(score, key=score.get)
-    other = "dark" if best == "bright" else "bright"
-    confidence = (score[best] - score[other]) / score[best] if score[best] > 0 else 0.0
+    views = {f"{len(picked)} frames": picked}
+    mean = _mean_frame(frames)
+    if mean is not None:
+        views[f"the mean of {len(frames)} frames"] = mean
+    scored = {}
+    for view, images in views.items():
+        score = _polarity_scores(images, kernels, border, min_distance, block)
+        scored[view] = (score, *_confidence(score))
+    view = max(scored, key=lambda v: scored[v][2])  # the view that tells the polarities apart best
+    score, best, confidence = scored[view]
     decided = confidence >= min_confidence
     contrast = best if decided else default
     reason = (f"{contrast}: strongest template responses {score['bright']:.1f} (bright) vs "
-              f"{score['dark']:.1f} (dark) robust sd over {len(picked)} frames, confidence {confidence:.2f}"
+              f"{score['dark']:.1f} (dark) robust sd in {view}, confidence {confidence:.2f}"
               + ("" if decided else f" < {min_confidence}: undecided, default {default}"))
     return ContrastDecision(contrast, score, round(confidence, 4), decided, reason)
 
