@@ -181,6 +181,32 @@ def test_neck_split_parts_cells_end_to_end_and_keeps_long_cells_whole(angle):
     assert len(one(bent, split="neck", min_neck=0.75)) == 1
 
 
+def _cells_with_a_t_pair(shape=(96, 128)):
+    """Six single 20 x 7 px cells (one of them 30 px long) and a T of two 20 x 7 px cells, one's end against the
+    other's side: the contact is wider than either cell, so no neck and no valley part them. Returns the map and
+    the T's two cell centres."""
+    singles = [(20, 15, 0), (60, 15, 30), (100, 15, 90), (20, 75, 150), (100, 75, 60), (60, 80, 0)]
+    lengths = [20, 20, 20, 20, 20, 30]
+    pair = [(50, 40, 0), (50, 50.5, 90)]  # the top bar x 40-60 at y 40; the stem y 40.5-60.5 at x 50
+    cells = [capsule(shape, x, y, n, 7, a) for (x, y, a), n in zip(singles, lengths)]
+    cells += [capsule(shape, x, y, 20, 7, a) for x, y, a in pair]
+    return np.maximum.reduce(cells), [(x, y) for x, y, _ in pair]
+
+
+def test_max_area_ratio_cuts_cells_in_contact_that_no_neck_parts():
+    frame, pair = _cells_with_a_t_pair()
+    plain = one(frame, split="neck", min_neck=0.75)
+    assert len(plain) == 7  # the T is one particle of twice a cell's area
+    cut = one(frame, split="neck", min_neck=0.75, max_area_ratio=1.65)
+    assert len(cut) == 8 and cut.area.max() < 1.65 * np.median(cut.area)
+    near = [np.hypot(cut.x - x, cut.y - y).min() for x, y in pair]
+    assert max(near) < 3.0, near  # each of the two cells found within 3 px of its centre
+    assert (cut.major_axis > 27).sum() == 1  # the long single cell (1.5 x the median area) is left whole
+    # too few particles in a frame for a typical area: nothing is cut
+    few = np.where(np.arange(frame.shape[1]) < 70, frame, 0)[:60]
+    assert len(one(few, split="neck", min_neck=0.75, max_area_ratio=1.65)) == len(one(few, split="neck", min_neck=0.75))
+
+
 def test_distance_split_separates_overlapping_discs():
     yy, xx = np.mgrid[:40, :40]
     blob = ((np.hypot(xx - 15, yy - 20) < 5) | (np.hypot(xx - 24, yy - 20) < 5)).astype(np.float32)
@@ -278,6 +304,8 @@ def test_bad_parameters():
         locate_frame(image, image, [1], min_valley=1.5)
     with pytest.raises(ValueError, match="min_neck must be > 0 px"):
         locate_frame(image, image, [1], split="neck", min_neck=0)
+    with pytest.raises(ValueError, match="max_area_ratio must be > 1"):
+        locate_frame(image, image, [1], max_area_ratio=0.9)
     with pytest.raises(ValueError, match="len"):
         locate_frame(image, image, [1, 2])
     with pytest.raises(TypeError, match="unknown locate parameters: \\['thresold'\\]"):
