@@ -77,6 +77,18 @@ def test_sphere_truth_matches_masks_and_dark_contrast():
     assert f[lab].mean() < np.median(f[~lab]) - 0.3
 
 
+def test_spheres_beyond_the_focus_depth_are_drawn_but_not_labelled():
+    every = simulate_spheres(size=96, frames=3, count=30, seed=4)
+    focused = simulate_spheres(size=96, frames=3, count=30, seed=4, focus_depth=1.0)
+    assert np.array_equal(every.frames, focused.frames)  # the same picture: only what counts as a particle differs
+    out = focused.truth[focused.truth.defocus > 1.0]
+    assert 0 < len(out) < len(focused.truth) and (out["class"] == 0).all()
+    assert (focused.truth[focused.truth.defocus <= 1.0]["class"] == 1).all() and (every.truth["class"] == 1).all()
+    for row in out.itertuples():  # no label at the centre of a sphere out of focus, as there is without a depth
+        y, x = int(round(row.y)), int(round(row.x))
+        assert focused.labels[row.frame, y, x] == 0 and every.labels[row.frame, y, x] == 1
+
+
 def test_spheres_diffuse_with_the_set_step():
     sim = simulate_spheres(size=128, frames=40, count=20, diffusion=0.5, seed=5, **CLEAN)
     t = sim.truth.sort_values(["id", "frame"])

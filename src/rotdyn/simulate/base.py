@@ -208,7 +208,8 @@ def stream(seed: int, purpose: int) -> np.random.Generator:
 
 
 # --------------------------------------------------------- parameter tables
-def param(default, low=-math.inf, high=math.inf, *, strict=False, integer=False, unset=None, choices=None):
+def param(default, low=-math.inf, high=math.inf, *, strict=False, integer=False, unset=None, choices=None,
+          optional=False):
     """A field of a :class:`Params` table: its default and the values it may take.
 
     Parameters
@@ -221,6 +222,7 @@ def param(default, low=-math.inf, high=math.inf, *, strict=False, integer=False,
     unset : function of the checked parameters that computes the value
         when it is None.
     choices : the allowed values, for a text parameter.
+    optional : None is a value too (the feature is off).
 
     Returns
     -------
@@ -245,7 +247,7 @@ def param(default, low=-math.inf, high=math.inf, *, strict=False, integer=False,
     ...
     ValueError: width must be > 0 and <= inf, got 0
     """
-    spec = dict(low=low, high=high, strict=strict, integer=integer, unset=unset, choices=choices)
+    spec = dict(low=low, high=high, strict=strict, integer=integer, unset=unset, choices=choices, optional=optional)
     return field(default=default, metadata=spec)
 
 
@@ -261,6 +263,8 @@ def _bound(b, checked):
 
 def _check(name, value, spec, checked):
     """``value`` of parameter ``name`` checked against its :func:`param` spec."""
+    if value is None and spec["optional"]:
+        return None
     if spec["choices"] is not None:
         if value not in spec["choices"]:
             raise ValueError(f"{name} must be one of {list(spec['choices'])}, got {value!r}")

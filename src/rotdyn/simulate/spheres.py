@@ -10,6 +10,7 @@ many of them out of focus, the focused ones dark spots 3-4 px across about
 from __future__ import annotations
 
 import inspect
+import math
 import warnings
 from dataclasses import KW_ONLY, dataclass
 
@@ -59,6 +60,7 @@ class SphereParams(Params):
     seed: int = param(0, 0, integer=True)
     _: KW_ONLY
     defocus: float = param(2.0, 0)
+    focus_depth: float | None = param(None, 0, optional=True)
     min_gap: float = param(0.0, 0)
     line_noise: float = param(0.0, 0)
     line_jitter: float = imaging("line_jitter")
@@ -117,6 +119,11 @@ class SphereParams(Params):
         return self.size - 1 - self.low
 
 
+def _depth(cfg) -> float:
+    """The defocus (sd, px) beyond which a sphere is drawn but not labelled: ``focus_depth``, or none (inf)."""
+    return math.inf if cfg.focus_depth is None else cfg.focus_depth
+
+
 class _Spheres:
     """The spheres' positions and the Brownian moves that evolve them."""
 
@@ -155,12 +162,13 @@ class _Spheres:
         return pd.DataFrame({
             "frame": np.full(n, frame, dtype=np.int64), "id": np.arange(1, n + 1, dtype=np.int64),
             "x": self.xy[:, 0], "y": self.xy[:, 1], "angle": np.full(n, np.nan),
-            "class": np.ones(n, dtype=np.int64), "diameter": self.cfg.diameter, "defocus": self.defocus,
+            "class": (self.defocus <= _depth(self.cfg)).astype(np.int64), "diameter": self.cfg.diameter,
+            "defocus": self.defocus,
         })
 
 
-def _render_sphere(clean, labels, instances, row, radius):
-    """Draw one sphere: an anti-aliased disc, blurred by its own defocus (sd px), and its mask."""
+def _render_sphere(clean, labels, instances, row, radius, focus_depth=math.inf):
+    """Draw one sphere: an anti-aliased disc, blurred by its own defocus (sd px), and its mask (if in focus)."""
     reach = int(np.ceil(radius + 4 * row.defocus + 2))
     r0, c0 = int(round(row.y)) - reach, int(round(row.x)) - reach
     yy, xx = np.mgrid[r0:r0 + 2 * reach + 1, c0:c0 + 2 * reach + 1]
@@ -171,6 +179,8 @@ def _render_sphere(clean, labels, instances, row, radius):
     inside = (yy >= 0) & (yy < clean.shape[0]) & (xx >= 0) & (xx < clean.shape[1])
     rows, cols = yy[inside], xx[inside]
     clean[rows, cols] += disc[inside]
+    if row.defocus > focus_depth:  # beyond the focus depth: drawn, but background to the labels (not a particle to find)
+        return
     mask = inside & (r <= radius)
     labels[yy[mask], xx[mask]] = 1
     instances[yy[mask], xx[mask]] = row.id
@@ -213,6 +223,10 @@ def simulate_spheres(*args, **kwargs) -> Simulation:
         use streams derived from it.
     defocus : float
         Sd of the spheres' extra blur from lying out of focus, px.
+    focus_depth : float or None
+        Spheres blurred by more than this (px) are drawn but are background
+        to the labels (truth ``class`` 0): out of the focal plane, not
+        particles to find. None: every sphere is a particle.
     min_gap : float
         Smallest edge-to-edge distance between spheres, px.
     line_noise, line_jitter : float
@@ -236,8 +250,9 @@ def simulate_spheres(*args, **kwargs) -> Simulation:
     -------
     Simulation
         ``class_names = ["background", "sphere"]``. Truth ``x, y`` is the
-        sphere centre; ``angle`` is NaN (a sphere has no orientation); extra
-        columns ``diameter`` and ``defocus`` (px).
+        sphere centre; ``angle`` is NaN (a sphere has no orientation);
+        ``class`` 0 for spheres beyond ``focus_depth``; extra columns
+        ``diameter`` and ``defocus`` (px).
 
     Examples
     --------
@@ -275,7 +290,7 @@ def render_spheres(cfg: SphereParams) -> Simulation:
     """
     world = _Spheres(cfg, np.random.default_rng(cfg.seed))
     return film(world, cfg, lambda clean, labels, instances, row: _render_sphere(clean, labels, instances, row,
-                                                                                  cfg.diameter / 2),
+                                                                                  cfg.diameter / 2, _depth(cfg)),
                 "spheres", ["background", "sphere"])
 
 
