@@ -296,3 +296,26 @@ def test_real_colloids_are_dark_discs():
     frames = preprocess(np.concatenate([read_image(f) for f in files]))[0]
     assert detect_contrast(frames, particle_template("disc", diameter=6)).contrast == "dark"
     assert 4 < estimate_sizes(frames, "dark", "disc")["diameter"] < 8
+
+
+# ------------------------------------------------------------------ noise of low-dose atoms
+
+def test_atom_noise_orders_doses_and_reads_within_a_factor_of_1_4():
+    """Bright-field STEM (atoms dark, noise sd sqrt(3 / dose) carbon peaks everywhere), inverted as the ingest does."""
+    read = {}
+    for dose in (1.0, 10.0, 200.0):
+        raw = simulate_atoms(size=96, frames=20, background="bright", dose=dose, seed=3).frames
+        frames = preprocess(-raw, normalize_method="percentile")[0]
+        read[dose] = estimate_noise(frames, "bright", "atoms")
+        expected = np.sqrt(3 / dose + 0.05 ** 2)
+        assert expected / 1.4 < read[dose] < expected * 1.4, (dose, read[dose], expected)
+    assert read[1.0] > read[10.0] > read[200.0]
+
+
+def test_atom_noise_falls_with_the_frames_averaged():
+    from rotdyn.preprocess import average_frames
+
+    raw = simulate_atoms(size=96, frames=20, background="bright", dose=1.0, seed=3).frames
+    single, averaged = (estimate_noise(preprocess(-average_frames(raw, n), normalize_method="percentile")[0],
+                                       "bright", "atoms") for n in (1, 9))
+    assert 2 < single / averaged < 4  # 3 for white noise

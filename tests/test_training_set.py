@@ -399,3 +399,24 @@ def test_centres_from_config_simulated_only(tmp_path, folder, caplog):
     labelled = training_set({**config, "set": d.name}, labels_root=d.parent)
     assert "centres" not in labelled and "labelled masks do not give" in caplog.text
     assert training_arrays(labelled)["class_names"] == labelled.attrs["class_names"].split(",")
+
+
+# ------------------------------------------------------------------ atoms' measured noise
+
+def test_atoms_noise_is_measured_unless_given_and_goes_into_their_read_noise(tmp_path):
+    from rotdyn.kinds import unset_sizes
+    from rotdyn.training_set import with_measured_sizes
+
+    def kind(**simulate):
+        return {"name": "atoms", "training_set": {"simulate": {"kind": "atoms", **simulate}}}
+
+    assert unset_sizes(kind()) == ["spacing", "noise"]
+    assert unset_sizes(kind(dose=5.0)) == unset_sizes(kind(gaussian_noise=0.5)) == ["spacing"]  # the user's wins
+    movie = tmp_path / "movie.nc"
+    xr.Dataset(attrs={"measured_noise": 1.6}).to_netcdf(movie)
+    settings = {"simulate": {"kind": "atoms", "size": 96, "frames": 4, "seed": 1}}
+    filled = with_measured_sizes(settings, ["noise"], movie)
+    assert "noise" not in filled["simulate"]
+    assert 0.8 < filled["simulate"]["gaussian_noise"] < 3.2  # read 1.6, corrected by one bounded step
+    assert filled["measured"]["noise"] == filled["simulate"]["gaussian_noise"]
+    training_set({**filled, "set": "atoms", "tile": 48}, labels_root=str(tmp_path))  # the simulator takes it

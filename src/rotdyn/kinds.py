@@ -27,7 +27,10 @@ SHAPES = {"rods": "rod", "cells": "cell", "spheres": "disc", "atoms": "atom"}
 SIZE_KEYS = ("length", "width", "diameter", "spacing", "atom_sigma")
 # Simulator keys a kind may leave unset to have them measured on its first movie (rotdyn.survey).
 MEASURED = {"rods": ("length", "width", "noise"), "cells": ("length", "length_sd", "width", "noise"),
-            "spheres": ("diameter", "noise"), "atoms": ("spacing",)}
+            "spheres": ("diameter", "noise"), "atoms": ("spacing", "noise")}
+# The simulator keys a measured key goes into, where they differ: the atoms' noise (relative to a carbon
+# peak) is their read noise; set ``gaussian_noise`` or ``dose`` and the noise is not measured.
+SIMULATOR_KEYS = {"atoms": {"noise": ("gaussian_noise", "dose")}}
 POOLED = "_pooled"  # the model name of an rVAE pooled over a kind's movies (movie names start with a letter or digit)
 
 
@@ -236,6 +239,10 @@ def particle_size(settings: dict, resolve: Callable[[str, dict], dict] | None = 
 def unset_sizes(settings: dict) -> list[str]:
     """The size and noise keys a kind's training simulation leaves unset: they are measured on the movie.
 
+    A key counts as set when one of the simulator keys it goes into
+    (:data:`SIMULATOR_KEYS`) is: the user's ``dose`` or ``gaussian_noise``
+    of atoms wins over a measured noise.
+
     Parameters
     ----------
     settings : dict
@@ -252,12 +259,46 @@ def unset_sizes(settings: dict) -> list[str]:
     ['length', 'length_sd', 'noise']
     >>> unset_sizes({"name": "x", "training_set": {"source": "labels", "simulate": {"kind": "cells"}}})
     []
+    >>> unset_sizes({"name": "atoms", "training_set": {"simulate": {"kind": "atoms", "dose": 5.0}}})
+    ['spacing']
     """
     if settings["training_set"].get("source") == "labels":
         return []
     sim = simulation(settings)
     simulator = sim.get("kind", settings.get("name"))
-    return [key for key in MEASURED.get(simulator, ()) if key not in sim]
+    given = SIMULATOR_KEYS.get(simulator, {})
+    return [key for key in MEASURED.get(simulator, ()) if key not in sim and not any(k in sim for k in given.get(key, ()))]
+
+
+def simulator_params(simulator: str, measured: dict) -> dict:
+    """Measured keys as the simulator's parameters: the atoms' ``noise`` is their ``gaussian_noise``.
+
+    A training frame of :func:`rotdyn.simulate.simulate_atoms` (atoms of peak
+    1 on a dark background) then has white noise of the measured sd relative
+    to a carbon peak everywhere, as a bright-field movie has; the shot noise
+    of the simulator's ``dose`` (200 by default) adds little.
+
+    Parameters
+    ----------
+    simulator : str
+        The simulator's name.
+    measured : dict
+        Measured keys (:data:`MEASURED`) and their values.
+
+    Returns
+    -------
+    dict
+        The same values under the simulator's parameter names.
+
+    Examples
+    --------
+    >>> simulator_params("atoms", {"spacing": 6.0, "noise": 1.7})
+    {'spacing': 6.0, 'gaussian_noise': 1.7}
+    >>> simulator_params("rods", {"noise": 0.2})
+    {'noise': 0.2}
+    """
+    names = SIMULATOR_KEYS.get(simulator, {})
+    return {(names[key][0] if key in names else key): value for key, value in measured.items()}
 
 
 def _drawn_bright(simulator: str, sim: dict) -> bool:

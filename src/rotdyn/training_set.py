@@ -50,7 +50,7 @@ import xarray as xr
 
 from .contracts import CENTRE_CLASS
 from .formats import MovieReadError, natural_key, read_image, read_mask
-from .kinds import CALIBRATION_KEYS
+from .kinds import CALIBRATION_KEYS, simulator_params
 from .preprocess import NORMALIZE_METHODS, preprocess
 from .simulate import simulate
 from .store import attr_value, provenance, write_netcdf
@@ -834,7 +834,7 @@ def with_measured_sizes(settings: dict, keys: list, movie_path=None) -> dict:
     sim = dict(settings.get("simulate") or {})
     measured = {key: float(attrs[f"measured_{key}"]) for key in keys if f"measured_{key}" in attrs}
     sizes = calibrate(sim, measured)
-    sim.update(sizes)
+    sim.update(simulator_params(sim.get("kind", "rods"), sizes))
     log.info("simulated training particles as measured on %s: %s", movie_path,
              ", ".join(f"{k} {v:.3g} (read {measured[k]:.3g})" for k, v in sizes.items())
              or "nothing measured, simulator defaults")
@@ -844,6 +844,9 @@ def with_measured_sizes(settings: dict, keys: list, movie_path=None) -> dict:
 # The probe of calibrate() holds particles apart: it measures the estimator's bias on the kind's look,
 # not on crowding (crossing rods and side-by-side pairs in small frames read up to twice as long).
 PROBE_APART = {"rods": {"placement": "lattice", "pair_fraction": 0.0}}
+# Atoms' noise is read against their height in the mean of the probe's frames: enough of them to find the atoms
+# at a dose of a few counts per atom.
+PROBE_FRAMES = {"atoms": 20}
 
 
 def calibrate(sim: dict, measured: dict, frames: int = 3) -> dict:
@@ -887,7 +890,7 @@ def calibrate(sim: dict, measured: dict, frames: int = 3) -> dict:
         return dict(measured)
     params = {k: v for k, v in sim.items() if k not in CALIBRATION_KEYS}
     kind = params.pop("kind", "rods")
-    params.update(measured, frames=frames, seed=int(params.get("seed", 0)) + 7919)  # not a training seed
+    params.update(simulator_params(kind, measured), frames=max(frames, PROBE_FRAMES.get(kind, 0)), seed=int(params.get("seed", 0)) + 7919)  # not a training seed
     params.update(PROBE_APART.get(kind, {}))
     probe = preprocess(simulate(kind, **params).frames, normalize_method="percentile")[0]
     read = measure(probe, kind, keys)
