@@ -165,6 +165,31 @@ def test_schema_matches_the_code():
     assert schema["properties"]["drift_reference"]["enum"] == list(DRIFT_REFERENCES)
 
 
+def test_average_frames_column_reaches_movie_nc_and_the_log(tmp_path, caplog):
+    from rotdyn.ingest import write_movie
+    from rotdyn.preprocess import preprocess
+
+    sheet = tmp_path / "movies.tsv"
+    sheet.write_text("movie\taverage_frames\na\t5\nb\t0\n")
+    with pytest.raises(ValueError, match="movie 'b', column 'average_frames'"):
+        read_sample_sheet(sheet, schema=SCHEMA)
+    sheet.write_text("movie\taverage_frames\na\t5\n")
+    row = read_sample_sheet(sheet, schema=SCHEMA)["a"]
+    assert row == {"average_frames": 5}
+    movie = np.random.default_rng(0).normal(size=(12, 16, 16)).astype(np.float32)
+    np.save(tmp_path / "a.npy", movie)
+    settings = movie_settings({**DEFAULTS, "frame_interval_s": 0.5}, row)
+    with caplog.at_level("INFO", logger="rotdyn.ingest"):
+        write_movie(tmp_path / "a.npy", settings, tmp_path / "movie.nc", chunk=4)
+    assert "dynamics faster than 5 frames (2.5 s) are blurred" in caplog.text
+    with xr.open_dataset(tmp_path / "movie.nc") as ds:
+        assert ds.attrs["average_frames"] == 5 and ds.sizes["frame"] == 12
+        np.testing.assert_allclose(ds["frames"].values, preprocess(movie, normalize_method="none", average=5)[0])
+    write_movie(tmp_path / "a.npy", movie_settings(DEFAULTS), tmp_path / "plain.nc", chunk=4)
+    with xr.open_dataset(tmp_path / "plain.nc") as ds:  # off by default: the frames as read
+        assert ds.attrs["average_frames"] == 1 and ds["frames"].values.tobytes() == movie.tobytes()
+
+
 # ------------------------------------------------------------------ any name a microscope writes
 
 @pytest.mark.parametrize("stem, name", [

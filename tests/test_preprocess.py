@@ -7,6 +7,7 @@ from scipy import ndimage
 
 from rotdyn.preprocess import (
     apply_drift,
+    average_frames,
     bad_frames,
     estimate_drift,
     estimate_frame_drift,
@@ -159,3 +160,62 @@ def test_estimate_drift_is_a_deprecated_alias():
     with pytest.warns(DeprecationWarning, match="estimate_frame_drift"):
         old = estimate_drift(frames, reference="first")
     np.testing.assert_array_equal(old, estimate_frame_drift(frames, reference="first"))
+
+
+# ------------------------------------------------------------------ running mean over time
+
+def test_average_frames_is_the_centred_mean_clipped_at_the_ends():
+    rng = np.random.default_rng(0)
+    movie = rng.normal(size=(9, 6, 7))
+    out = average_frames(movie, 5)
+    for t in range(9):
+        np.testing.assert_allclose(out[t], movie[max(t - 2, 0):t + 3].mean(axis=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out[0], movie[:3].mean(axis=0), rtol=1e-5, atol=1e-6)  # edge: 3 frames, none repeated
+    even = average_frames(movie, 4)  # frames t-1 .. t+2
+    np.testing.assert_allclose(even[3], movie[2:6].mean(axis=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(even[8], movie[7:9].mean(axis=0), rtol=1e-5, atol=1e-6)
+
+
+def test_average_frames_of_one_is_a_no_op_and_lowers_white_noise():
+    movie = np.random.default_rng(1).normal(size=(40, 32, 32)).astype(np.float32)
+    assert average_frames(movie, 1).tobytes() == movie.tobytes()
+    assert abs(average_frames(movie, 9)[4:-4].std() - 1 / 3) < 0.02
+    with pytest.raises(ValueError, match="average_frames=0"):
+        average_frames(movie, 0)
+
+
+def test_average_frames_leaves_out_unusable_frames_and_pixels():
+    movie = np.random.default_rng(2).normal(size=(6, 5, 5))
+    movie[2] = np.nan
+    movie[3, 0, 0] = np.nan
+    out = average_frames(movie, 3)
+    assert np.isnan(out[2]).all()  # passed through
+    np.testing.assert_allclose(out[3, 1:, 1:], movie[3:5, 1:, 1:].mean(axis=0), rtol=1e-5)
+    assert out[3, 0, 0] == pytest.approx(movie[4, 0, 0], rel=1e-5)
+
+
+@pytest.mark.parametrize("average, chunk", [(2, 1), (5, 2), (5, 3), (9, 4), (20, 7), (5, 100)])
+def test_averaging_in_chunks_equals_the_whole_movie(average, chunk):
+    rng = np.random.default_rng(3)
+    scene = ndimage.gaussian_filter(rng.normal(size=(40, 40)), 2)
+    movie = np.stack([np.roll(scene, (t // 3, -t // 4), axis=(0, 1)) + rng.normal(0, 0.3, (40, 40))
+                      for t in range(17)]).astype(np.float32)
+    movie[6] = np.nan
+    kwargs = dict(normalize_method="percentile", drift_correction=True, average=average, first_frame=1)
+    whole, shifts, bad = preprocess(movie, **kwargs)
+    parts = list(preprocess_chunks(movie, chunk=chunk, **kwargs))
+    assert [offset for offset, *_ in parts] == np.cumsum([0] + [len(f) for _, f, _, _ in parts])[:-1].tolist()
+    np.testing.assert_array_equal(np.concatenate([f for _, f, _, _ in parts]), whole)
+    np.testing.assert_array_equal(np.concatenate([s for _, _, s, _ in parts]), shifts)
+    assert np.concatenate([b + o for o, _, _, b in parts]).tolist() == bad.tolist() == [5]
+    assert whole.shape == (16, 40, 40)
+
+
+def test_averaging_comes_after_the_drift_correction():
+    rng = np.random.default_rng(4)
+    scene = ndimage.gaussian_filter(rng.normal(size=(48, 48)), 2)
+    movie = np.stack([np.roll(scene, (t, 0), axis=(0, 1)) for t in range(7)]).astype(np.float32)
+    out, shifts, _ = preprocess(movie, normalize_method="none", drift_correction=True, average=7)
+    registered, _, _ = preprocess(movie, normalize_method="none", drift_correction=True)
+    np.testing.assert_allclose(shifts[:, 0], -np.arange(7), atol=0.05)
+    np.testing.assert_allclose(out[3, 10:-10, 10:-10], registered[:, 10:-10, 10:-10].mean(axis=0), atol=1e-4)

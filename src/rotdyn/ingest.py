@@ -2,7 +2,7 @@
 
 The file is read by :mod:`rotdyn.formats`, preprocessed by
 :mod:`rotdyn.preprocess` (AFM line flattening, normalisation, drift
-correction, frame range) with the settings of :func:`rotdyn.movies.movie_settings`
+correction, running mean over ``average_frames``, frame range) with the settings of :func:`rotdyn.movies.movie_settings`
 (config defaults merged with the movie's sample-sheet row), and written as the
 ``movie.nc`` contract (:data:`rotdyn.contracts.MOVIE`).
 """
@@ -183,6 +183,11 @@ def write_movie(path: str | os.PathLike, settings: dict, out_path: str | os.Path
     sample = np.unique(np.linspace(0, n - 1, min(n, SAMPLE_FRAMES) if looks else 0).round().astype(int))
     numbers = np.arange(n) + settings["first_frame"]
     interval = settings.get("frame_interval_s") or movie.frame_interval_s
+    if (average := int(settings.get("average_frames") or 1)) > 1:
+        log.info("%s: each frame is the running mean of %d frames%s: dynamics faster than %d "
+                 "frames%s are blurred", path, average,
+                 " after drift correction" if settings["drift_correction"] else "", average,
+                 f" ({average * float(interval):.3g} s)" if interval else "")
     with atomic_path(out_path) as tmp, netCDF4.Dataset(tmp, "w", format="NETCDF4") as nc:
         nc.set_auto_mask(False)  # NaN pixels read back as NaN, not masked
         frames = _create_movie(nc, numbers, ny, nx, interval, movie.metadata.get("units"))
@@ -219,7 +224,8 @@ def _write_frames(out, frames, settings: dict, flatten: bool, chunk: int, sample
     for offset, block, block_shifts, block_bad in preprocess_chunks(
             frames, flatten_afm=flatten, normalize_method=settings["normalize"],
             drift_correction=settings["drift_correction"], drift_reference=settings["drift_reference"],
-            first_frame=settings["first_frame"], last_frame=settings["last_frame"], chunk=chunk):
+            first_frame=settings["first_frame"], last_frame=settings["last_frame"],
+            average=int(settings.get("average_frames") or 1), chunk=chunk):
         out[offset:offset + len(block)] = block
         shifts[offset:offset + len(block)] = block_shifts
         bad += (block_bad + offset).tolist()
@@ -273,6 +279,7 @@ def _movie_attrs(path, movie, settings: dict, flatten: bool, interval, contrast:
         contrast=contrast, contrast_setting=settings.get("contrast", "bright"), contrast_reason=reason,
         **{f"measured_{key}": value for key, value in measured.items()},
         drift_correction=int(settings["drift_correction"]), drift_reference=settings["drift_reference"],
+        average_frames=int(settings.get("average_frames") or 1),
         first_frame=settings["first_frame"], last_frame=settings["last_frame"],
         channel=settings.get("channel") or movie.metadata.get("channel"),
     )

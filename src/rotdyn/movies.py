@@ -51,6 +51,7 @@ SHEET_COLUMNS = {
     "normalize": str,
     "drift_correction": str,
     "drift_reference": str,
+    "average_frames": int,
     "particles": str,
     "contrast": str,
 }

@@ -1,4 +1,4 @@
-"""Preprocessing of ingested movies: frame range, AFM flattening, drift, normalisation.
+"""Preprocessing of ingested movies: frame range, AFM flattening, drift, averaging over time, normalisation.
 
 All functions take and return ``(frame, y, x)`` float32 arrays. Frames that are
 entirely non-finite (a dropped frame, a saturated scan) pass through unchanged
@@ -409,6 +409,90 @@ def apply_drift(frames: np.ndarray, shifts: np.ndarray) -> np.ndarray:
     return out
 
 
+def average_frames(frames: np.ndarray, n: int = 1, bad=None) -> np.ndarray:
+    """Each frame replaced by the mean of the ``n`` frames centred on it (a running mean over time).
+
+    Frame ``t`` becomes the mean of frames ``t - (n - 1) // 2`` to
+    ``t + n // 2``; near the ends the window keeps the frames that exist
+    (fewer frames, so the first and last are noisier, but no frame is
+    repeated and none is weighted twice). Unusable frames (:func:`bad_frames`)
+    are left out of every window and themselves pass through unchanged; a
+    non-finite pixel is left out of its pixel's mean. The movie keeps its
+    frames and their times: low-dose STEM series of a slow specimen are
+    averaged so, at the price of blurring whatever changes faster than
+    ``n`` frames. ``n = 1`` returns the frames unchanged (a float32 copy).
+
+    Parameters
+    ----------
+    frames : (T, Y, X) array.
+    n : frames per window, >= 1.
+    bad : frame indices to leave out; default :func:`bad_frames` of ``frames``.
+
+    Returns
+    -------
+    (T, Y, X) float32.
+
+    Examples
+    --------
+    >>> movie = np.arange(5.0)[:, None, None] + np.array([[0.0, 0.1], [0.2, 0.3]])  # frame t: t at [0, 0]
+    >>> average_frames(movie, 3)[:, 0, 0].tolist()
+    [0.5, 1.0, 2.0, 3.0, 3.5]
+    >>> average_frames(movie, 2)[:, 0, 0].tolist()  # an even window reaches one frame further ahead
+    [0.5, 1.5, 2.5, 3.5, 4.0]
+    >>> movie[2] = np.nan  # an unusable frame: left out of the others' means, passed through
+    >>> average_frames(movie, 3)[:, 0, 0].tolist()
+    [0.5, 0.5, nan, 3.5, 3.5]
+    """
+    frames = np.asarray(frames)
+    out, _ = _RunningMean(n, frames.shape[1:]).push(frames, bad_frames(frames) if bad is None else bad, final=True)
+    return out
+
+
+class _RunningMean:
+    """:func:`average_frames` fed a chunk of frames at a time: holds the frames the next windows need.
+
+    :meth:`push` returns the averaged frames whose windows are complete
+    (all of them when ``final``), in order, and their bad flags.
+    """
+
+    def __init__(self, n: int, shape):
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"average_frames={n!r}: a whole number of frames >= 1")
+        self.n, self.before, self.after = int(n), (int(n) - 1) // 2, int(n) // 2
+        self.held = np.zeros((0, *shape), np.float32)  # frames from index self.start on
+        self.bad = np.zeros(0, bool)
+        self.start = 0  # index of held[0] in the movie
+        self.done = 0   # frames returned so far
+
+    def push(self, block: np.ndarray, bad, final: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        flags = np.zeros(len(block), bool)
+        flags[np.asarray(bad, dtype=int)] = True
+        if self.n == 1:
+            self.done += len(block)
+            return np.array(block, dtype=np.float32), np.flatnonzero(flags)
+        self.held = np.concatenate([self.held, np.asarray(block, np.float32)])
+        self.bad = np.concatenate([self.bad, flags])
+        end = self.start + len(self.held)  # frames seen so far
+        ready = end if final else max(end - self.after, self.done)
+        out = np.empty((ready - self.done, *self.held.shape[1:]), np.float32)
+        for i, t in enumerate(range(self.done, ready)):
+            k = t - self.start
+            if self.bad[k]:
+                out[i] = self.held[k]
+                continue
+            lo, hi = max(k - self.before, 0), min(k + self.after + 1, len(self.held))
+            window = self.held[lo:hi][~self.bad[lo:hi]]
+            finite = np.isfinite(window)
+            count = finite.sum(axis=0)
+            total = np.where(finite, window, 0.0).sum(axis=0, dtype=np.float64)
+            out[i] = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+        flags_out = np.flatnonzero(self.bad[self.done - self.start:ready - self.start])
+        self.done = ready
+        drop = max(ready - self.before - self.start, 0)  # frames no later window reaches
+        self.held, self.bad, self.start = self.held[drop:], self.bad[drop:], self.start + drop
+        return out, flags_out
+
+
 def preprocess(
     frames: np.ndarray,
     *,
@@ -418,8 +502,9 @@ def preprocess(
     drift_reference: str = "previous",
     first_frame: int = 0,
     last_frame: int | None = None,
+    average: int = 1,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Run the preprocessing chain in its fixed order: frame range, flattening, drift, normalisation.
+    """Run the preprocessing chain in its fixed order: frame range, flattening, drift, averaging, normalisation.
 
     Order matters: flattening before drift estimation keeps scan-line offsets
     from dominating the correlation, and normalisation comes last so it sees
@@ -434,6 +519,7 @@ def preprocess(
     drift_correction : register the frames (:func:`estimate_frame_drift`, :func:`apply_drift`).
     drift_reference : one of :data:`DRIFT_REFERENCES`.
     first_frame, last_frame : frame range (:func:`select_frames`).
+    average : frames in the running mean over time (:func:`average_frames`); 1 = off.
 
     Returns
     -------
@@ -450,23 +536,27 @@ def preprocess(
     """
     _, out, shifts, bad = next(preprocess_chunks(
         frames, flatten_afm=flatten_afm, normalize_method=normalize_method, drift_correction=drift_correction,
-        drift_reference=drift_reference, first_frame=first_frame, last_frame=last_frame, chunk=max(len(frames), 1)))
+        drift_reference=drift_reference, first_frame=first_frame, last_frame=last_frame, average=average,
+        chunk=max(len(frames), 1)))
     return out, shifts, bad
 
 
 def preprocess_chunks(frames, *, flatten_afm: bool = False, normalize_method: str = "percentile",
                       drift_correction: bool = False, drift_reference: str = "previous", first_frame: int = 0,
-                      last_frame: int | None = None, chunk: int = 32):
+                      last_frame: int | None = None, average: int = 1, chunk: int = 32):
     """:func:`preprocess` a chunk of frames at a time, so a long movie never sits in memory whole.
 
-    Every step but the drift is one frame at a time; the drift's reference
-    frame is carried from chunk to chunk (:class:`DriftTracker`), so the
-    frames equal :func:`preprocess`'s whatever the chunk.
+    Every step but the drift and the averaging is one frame at a time; the
+    drift's reference frame is carried from chunk to chunk
+    (:class:`DriftTracker`), and so are the drift-corrected frames the next
+    running means need (:func:`average_frames`: a chunk's last
+    ``average // 2`` frames come out with the next chunk), so the frames
+    equal :func:`preprocess`'s whatever the chunk.
 
     Parameters
     ----------
     frames : (T, Y, X) array, or a lazy one such as :class:`rotdyn.formats.FrameFile` (read ``chunk`` frames at a time).
-    flatten_afm, normalize_method, drift_correction, drift_reference, first_frame, last_frame :
+    flatten_afm, normalize_method, drift_correction, drift_reference, first_frame, last_frame, average :
         See :func:`preprocess`.
     chunk : frames per chunk.
 
@@ -489,11 +579,19 @@ def preprocess_chunks(frames, *, flatten_afm: bool = False, normalize_method: st
     [(0, 2), (2, 2), (4, 1)]
     >>> bool((np.concatenate([f for _, f, _, _ in chunks]) == preprocess(movie, normalize_method="minmax")[0]).all())
     True
+    >>> averaged = list(preprocess_chunks(movie, normalize_method="minmax", average=3, chunk=2))
+    >>> [(offset, len(f)) for offset, f, _, _ in averaged]  # each chunk's last frame waits for the next one
+    [(0, 1), (1, 2), (3, 2)]
+    >>> whole = preprocess(movie, normalize_method="minmax", average=3)[0]
+    >>> bool((np.concatenate([f for _, f, _, _ in averaged]) == whole).all())
+    True
     """
     if chunk < 1:
         raise ValueError(f"chunk={chunk}: at least one frame per chunk")
     kept = select_frames(frames, first_frame, last_frame)  # a view: nothing read yet
     tracker = DriftTracker(drift_reference) if drift_correction and len(kept) > 1 else None
+    running = _RunningMean(average, kept.shape[1:])
+    held_shifts = np.zeros((0, 2))
     for offset in range(0, len(kept), chunk):
         block = np.array(kept[offset:offset + chunk], dtype=np.float32)
         # decided on the raw frames: flattening turns a saturated frame into float noise that looks usable
@@ -505,5 +603,11 @@ def preprocess_chunks(frames, *, flatten_afm: bool = False, normalize_method: st
             skip = set(bad.tolist())
             shifts = np.array([tracker.step(frame, t in skip) for t, frame in enumerate(block)]).reshape(-1, 2)
             block = apply_drift(block, shifts)
+        start = running.done
+        block, bad = running.push(block, bad, final=offset + chunk >= len(kept))
+        held_shifts = np.concatenate([held_shifts, shifts])
+        shifts, held_shifts = held_shifts[:len(block)], held_shifts[len(block):]
+        if not len(block):
+            continue
         block = normalize(block, normalize_method, bad=bad)
-        yield offset, block, shifts, np.union1d(bad, bad_frames(block)).astype(int)
+        yield start, block, shifts, np.union1d(bad, bad_frames(block)).astype(int)

@@ -103,6 +103,8 @@ def settings_for(wildcards):
     row = FOUND.sheet_row(SHEET, wildcards.movie)  # by the movie's name, else its file's stem
     settings = movie_settings(config["preprocess"], row)
     settings.pop("particles", None)  # the kind picks the ensemble, not the preprocessing
+    if settings.get("average_frames") == 1:  # off: left out, so the movies ingested before it existed stay done
+        settings.pop("average_frames")
     kind = KIND[wildcards.movie]
     settings["contrast"] = movie_contrast(config, kind, row)
     if settings["contrast"] == "auto":  # decided from the movie with the kind's particle as template
