@@ -413,9 +413,11 @@ def average_frames(frames: np.ndarray, n: int = 1, bad=None) -> np.ndarray:
     """Each frame replaced by the mean of the ``n`` frames centred on it (a running mean over time).
 
     Frame ``t`` becomes the mean of frames ``t - (n - 1) // 2`` to
-    ``t + n // 2``; near the ends the window keeps the frames that exist
-    (fewer frames, so the first and last are noisier, but no frame is
-    repeated and none is weighted twice). Unusable frames (:func:`bad_frames`)
+    ``t + n // 2``; near the ends the window keeps its ``n`` frames and
+    shifts inside the movie (the first ``(n - 1) // 2`` frames are all the
+    mean of frames ``0`` to ``n - 1``), so every frame has the same noise:
+    the ensemble is trained at one noise level, measured on these frames.
+    A movie shorter than ``n`` becomes its mean. Unusable frames (:func:`bad_frames`)
     are left out of every window and themselves pass through unchanged; a
     non-finite pixel is left out of its pixel's mean. The movie keeps its
     frames and their times: low-dose STEM series of a slow specimen are
@@ -435,10 +437,10 @@ def average_frames(frames: np.ndarray, n: int = 1, bad=None) -> np.ndarray:
     Examples
     --------
     >>> movie = np.arange(5.0)[:, None, None] + np.array([[0.0, 0.1], [0.2, 0.3]])  # frame t: t at [0, 0]
-    >>> average_frames(movie, 3)[:, 0, 0].tolist()
-    [0.5, 1.0, 2.0, 3.0, 3.5]
+    >>> average_frames(movie, 3)[:, 0, 0].tolist()  # the ends: the first and last 3 frames
+    [1.0, 1.0, 2.0, 3.0, 3.0]
     >>> average_frames(movie, 2)[:, 0, 0].tolist()  # an even window reaches one frame further ahead
-    [0.5, 1.5, 2.5, 3.5, 4.0]
+    [0.5, 1.5, 2.5, 3.5, 3.5]
     >>> movie[2] = np.nan  # an unusable frame: left out of the others' means, passed through
     >>> average_frames(movie, 3)[:, 0, 0].tolist()
     [0.5, 0.5, nan, 3.5, 3.5]
@@ -464,6 +466,13 @@ class _RunningMean:
         self.start = 0  # index of held[0] in the movie
         self.done = 0   # frames returned so far
 
+    def window(self, t: int, total: int | None = None) -> tuple[int, int]:
+        """Frames ``lo:hi`` averaged into frame ``t``: ``n`` centred on it, shifted inside a movie of ``total``."""
+        lo = max(t - self.before, 0)
+        if total is not None:
+            lo = max(min(lo, total - self.n), 0)
+        return lo, min(lo + self.n, total) if total is not None else lo + self.n
+
     def push(self, block: np.ndarray, bad, final: bool = False) -> tuple[np.ndarray, np.ndarray]:
         flags = np.zeros(len(block), bool)
         flags[np.asarray(bad, dtype=int)] = True
@@ -473,14 +482,16 @@ class _RunningMean:
         self.held = np.concatenate([self.held, np.asarray(block, np.float32)])
         self.bad = np.concatenate([self.bad, flags])
         end = self.start + len(self.held)  # frames seen so far
-        ready = end if final else max(end - self.after, self.done)
+        ready = self.done
+        while ready < end and (final or self.window(ready)[1] <= end):  # hi grows with t: a prefix is ready
+            ready += 1
         out = np.empty((ready - self.done, *self.held.shape[1:]), np.float32)
         for i, t in enumerate(range(self.done, ready)):
             k = t - self.start
             if self.bad[k]:
                 out[i] = self.held[k]
                 continue
-            lo, hi = max(k - self.before, 0), min(k + self.after + 1, len(self.held))
+            lo, hi = (j - self.start for j in self.window(t, end if final else None))
             window = self.held[lo:hi][~self.bad[lo:hi]]
             finite = np.isfinite(window)
             count = finite.sum(axis=0)
@@ -488,7 +499,7 @@ class _RunningMean:
             out[i] = np.where(count > 0, total / np.maximum(count, 1), np.nan)
         flags_out = np.flatnonzero(self.bad[self.done - self.start:ready - self.start])
         self.done = ready
-        drop = max(ready - self.before - self.start, 0)  # frames no later window reaches
+        drop = max(ready - self.n - self.start, 0)  # frames no later window reaches (the last ones reach back n)
         self.held, self.bad, self.start = self.held[drop:], self.bad[drop:], self.start + drop
         return out, flags_out
 
@@ -550,7 +561,8 @@ def preprocess_chunks(frames, *, flatten_afm: bool = False, normalize_method: st
     drift's reference frame is carried from chunk to chunk
     (:class:`DriftTracker`), and so are the drift-corrected frames the next
     running means need (:func:`average_frames`: a chunk's last
-    ``average // 2`` frames come out with the next chunk), so the frames
+    ``average // 2`` frames come out with the next chunk, the last
+    ``average`` are held for the movie's end), so the frames
     equal :func:`preprocess`'s whatever the chunk.
 
     Parameters
@@ -580,8 +592,8 @@ def preprocess_chunks(frames, *, flatten_afm: bool = False, normalize_method: st
     >>> bool((np.concatenate([f for _, f, _, _ in chunks]) == preprocess(movie, normalize_method="minmax")[0]).all())
     True
     >>> averaged = list(preprocess_chunks(movie, normalize_method="minmax", average=3, chunk=2))
-    >>> [(offset, len(f)) for offset, f, _, _ in averaged]  # each chunk's last frame waits for the next one
-    [(0, 1), (1, 2), (3, 2)]
+    >>> [(offset, len(f)) for offset, f, _, _ in averaged]  # frame 0 needs frames 0-2: the first chunk waits
+    [(0, 3), (3, 2)]
     >>> whole = preprocess(movie, normalize_method="minmax", average=3)[0]
     >>> bool((np.concatenate([f for _, f, _, _ in averaged]) == whole).all())
     True
