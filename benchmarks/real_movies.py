@@ -11,7 +11,7 @@ Movies (from ../shared/data, found in the checkout's parent folders; see its REA
 * ``hsafm/asd_sample_0.asd`` (HS-AFM of a protein lattice; the tip loses the surface from frame 22), kind
   ``lattice`` defined here (bright discs): frames 0-21 analysed, 22-31 flagged by qc (``qc.json`` bad_frames) and
   kept out of the dynamics (``kde.nc`` attrs bad_frames);
-* a simulated STEM movie with a bright background at dose 1 (about 9 counts per atom;
+* a simulated STEM movie with a bright background at dose 1 (about 9 counts per atom; averaged over 9 frames;
   ``rotdyn.simulate.simulate_atoms``), kind ``atoms`` with ``contrast: auto``: detections against the truth.
 
 Every figure is printed with the settings as a user types them (sample sheet, extra config, command line).
@@ -57,6 +57,9 @@ MOVIES = {
 }
 # The simulated STEM movie: bright background (atoms are dips), dose 1 = about 9 counts per atom.
 ATOMS = dict(size=128, frames=20, background="bright", dose=1.0, seed=3)
+# Running means over time (sample sheet average_frames): the low-dose STEM series of a slow lattice, as
+# microscopists average such series (one frame holds each atom at about one noise sd).
+AVERAGE = {"stem_atoms": 9}
 # trackpy's bulk-water example (trackpy-examples walkthrough): dark features, linked within 5 px, memory 3.
 TRACKPY = dict(diameter=9, minmass=100.0, invert=True, search_range=5.0, memory=3)
 # The run's own settings: the HS-AFM lattice's kind, and trackpy's linking radius for the colloids.
@@ -82,11 +85,14 @@ def sample_sheet(frames: int | None = None) -> str:
     Examples
     --------
     >>> print(sample_sheet(10).splitlines()[1])
-    bacteria	cells		9
+    bacteria	cells		9	
+    >>> print(sample_sheet(10).splitlines()[4])
+    stem_atoms	atoms	auto		9
     """
     last = "" if frames is None else str(frames - 1)
-    rows = ["movie\tparticles\tcontrast\tlast_frame"]
-    rows += [f"{name}\t{kind}\t{contrast}\t{last if path else ''}" for name, (path, kind, contrast) in MOVIES.items()]
+    rows = ["movie\tparticles\tcontrast\tlast_frame\taverage_frames"]
+    rows += [f"{name}\t{kind}\t{contrast}\t{last if path else ''}\t{AVERAGE.get(name, '')}"
+             for name, (path, kind, contrast) in MOVIES.items()]
     return "\n".join(rows) + "\n"
 
 

@@ -225,3 +225,16 @@ def test_crowded_subnetwork_too_large_for_trackpy_links_with_a_shrinking_radius(
     assert "shrinking down to 1 px" in caplog.text
     assert tracks["track"].nunique() == 100
     np.testing.assert_allclose(tracks.groupby("track")["x"].agg(lambda x: np.ptp(x.to_numpy())), 0.2, atol=1e-9)
+
+
+def test_a_dense_lattice_at_the_default_radius_links_with_a_radius_below_its_spacing(caplog):
+    # An HS-AFM protein lattice: 144 units 4 px apart, linked at the default 21 px. A fifth of the radius
+    # (4.2 px) still reaches every neighbour, so the radius shrinks to half the spacing instead.
+    rows, cols = np.mgrid[:12, :12] * 4.0
+    det = pd.concat([pd.DataFrame({"frame": t, "x": cols.ravel() + 0.3 * t, "y": rows.ravel()}) for t in range(3)],
+                    ignore_index=True)
+    with caplog.at_level("WARNING", logger="rotdyn.link"):
+        tracks = link(det, search_range=21.0, memory=0)
+    assert "shrinking down to 2 px" in caplog.text
+    assert tracks["track"].nunique() == 144
+    np.testing.assert_allclose(tracks.groupby("track")["x"].agg(lambda x: np.ptp(x.to_numpy())), 0.6, atol=1e-9)

@@ -84,20 +84,12 @@ def test_hsafm_frames_where_the_tip_lost_the_surface_are_flagged_and_left_out(ru
     assert s["clean_frames_with_particles"] == 22
 
 
-def test_undecided_contrast_of_low_dose_atoms_is_said_and_flagged(run):
-    _, results, _ = run
-    summary = json.loads((results / "stem_atoms" / "summary.json").read_text())
-    # at dose 1 the template responses of the two polarities lie too close: auto says so and keeps bright
-    assert summary["contrast"]["setting"] == "auto" and "undecided" in summary["contrast"]["reason"]
-    assert summary["qc"]["ok"] is False
-
-
-@pytest.mark.xfail(strict=True, reason="issue 13: auto contrast cannot tell low-dose STEM atoms (dips in a "
-                                       "bright background) from bright ones; set contrast: dark for such movies")
 def test_low_dose_atoms_on_a_bright_background_are_found(run):
     bench, results, truth = run
     with xr.open_dataset(results / "stem_atoms" / "movie.nc") as movie:
-        assert movie.attrs["contrast"] == "dark"  # auto: atoms are dips in the bright background
+        # auto: too noisy to tell in any one frame; in the mean of the frames the atoms are dips
+        assert movie.attrs["contrast"] == "dark" and "the mean of" in movie.attrs["contrast_reason"]
+        assert movie.attrs["average_frames"] == 9
         shape = movie["frames"].shape[1:]
     s = bench.score_atoms(_particles(results, "stem_atoms"), truth, shape)
     assert s["precision"] >= 0.95 and s["recall"] >= 0.95, s

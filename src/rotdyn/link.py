@@ -48,6 +48,7 @@ import numpy as np
 import pandas as pd
 import trackpy
 import xarray as xr
+from scipy.spatial import cKDTree
 from trackpy.linking import SubnetOversizeException
 
 from .contracts import DETECTION, TRACK, TRACKPY_TRACK, latent_columns, track_column, z_names
@@ -153,8 +154,18 @@ def _quiet():
 
 
 # Without an adaptive_stop of the user's, a subnetwork too large for trackpy to solve (crowded particles
-# within the search range of each other) is retried with the radius shrinking down to this share of it.
+# within the search range of each other) is retried with the radius shrinking down to this share of it,
+# or to half the particles' typical nearest-neighbour distance where that is less (a dense lattice).
 ADAPTIVE_STOP_SHARE = 0.2
+
+
+def _spacing(f: pd.DataFrame) -> float:
+    """The median distance from a particle to its nearest neighbour in the same frame, px (inf if none)."""
+    nearest = []
+    for _, frame in f.groupby("frame"):
+        if len(frame) > 1:
+            nearest.append(cKDTree(frame[POS].to_numpy(np.float64)).query(frame[POS].to_numpy(np.float64), k=2)[0][:, 1])
+    return float(np.median(np.concatenate(nearest))) if nearest else np.inf
 
 
 def _link(f, search_range, memory, adaptive_stop, adaptive_step):
@@ -168,7 +179,7 @@ def _link(f, search_range, memory, adaptive_stop, adaptive_step):
         except SubnetOversizeException as exc:
             if adaptive_stop is not None:
                 raise
-            stop = ADAPTIVE_STOP_SHARE * search_range
+            stop = min(ADAPTIVE_STOP_SHARE * search_range, 0.5 * _spacing(f))
             log.warning("linking: %s within search_range %.3g px (particles crowded for that radius); "
                         "linking again with the radius shrinking down to %.3g px where that happens "
                         "(trackpy's adaptive search; a smaller link.search_range avoids it)", exc, search_range, stop)
