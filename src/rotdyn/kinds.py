@@ -267,7 +267,8 @@ def unset_sizes(settings: dict) -> list[str]:
     sim = simulation(settings)
     simulator = sim.get("kind", settings.get("name"))
     given = SIMULATOR_KEYS.get(simulator, {})
-    return [key for key in MEASURED.get(simulator, ()) if key not in sim and not any(k in sim for k in given.get(key, ()))]
+    return [key for key in MEASURED.get(simulator, ())
+            if key not in sim and not any(k in sim for k in given.get(key, ()))]
 
 
 def simulator_params(simulator: str, measured: dict) -> dict:
