@@ -214,27 +214,22 @@ def test_duplicate_index_labels_are_kept(rods):
         np.testing.assert_array_equal(np.sort(out["x"].to_numpy()), np.sort(det["x"].to_numpy()))
 
 
-def test_crowded_subnetwork_too_large_for_trackpy_links_with_a_shrinking_radius(caplog):
+@pytest.mark.parametrize("spacing, side, search_range, stop", [
     # 100 particles 2 px apart, search range 5 px: trackpy's exact subnetwork solver gives up (more than
-    # 30 candidates); the linker retries with trackpy's adaptive search and still links every particle.
-    rows, cols = np.mgrid[:10, :10] * 2.0
-    det = pd.concat([pd.DataFrame({"frame": t, "x": cols.ravel() + 0.1 * t, "y": rows.ravel()}) for t in range(3)],
+    # 30 candidates); the radius shrinks to a fifth of itself
+    (2.0, 10, 5.0, "1 px"),
+    # an HS-AFM protein lattice, units 4 px apart, at the default 21 px: a fifth of the radius (4.2 px)
+    # still reaches every neighbour, so the radius shrinks to half the spacing instead
+    (4.0, 12, 21.0, "2 px"),
+])
+def test_crowded_subnetwork_too_large_for_trackpy_links_with_a_shrinking_radius(caplog, spacing, side, search_range,
+                                                                                  stop):
+    rows, cols = np.mgrid[:side, :side] * spacing
+    step = 0.05 * spacing  # each particle moves this far per frame
+    det = pd.concat([pd.DataFrame({"frame": t, "x": cols.ravel() + step * t, "y": rows.ravel()}) for t in range(3)],
                     ignore_index=True)
     with caplog.at_level("WARNING", logger="rotdyn.link"):
-        tracks = link(det, search_range=5.0, memory=0)
-    assert "shrinking down to 1 px" in caplog.text
-    assert tracks["track"].nunique() == 100
-    np.testing.assert_allclose(tracks.groupby("track")["x"].agg(lambda x: np.ptp(x.to_numpy())), 0.2, atol=1e-9)
-
-
-def test_a_dense_lattice_at_the_default_radius_links_with_a_radius_below_its_spacing(caplog):
-    # An HS-AFM protein lattice: 144 units 4 px apart, linked at the default 21 px. A fifth of the radius
-    # (4.2 px) still reaches every neighbour, so the radius shrinks to half the spacing instead.
-    rows, cols = np.mgrid[:12, :12] * 4.0
-    det = pd.concat([pd.DataFrame({"frame": t, "x": cols.ravel() + 0.3 * t, "y": rows.ravel()}) for t in range(3)],
-                    ignore_index=True)
-    with caplog.at_level("WARNING", logger="rotdyn.link"):
-        tracks = link(det, search_range=21.0, memory=0)
-    assert "shrinking down to 2 px" in caplog.text
-    assert tracks["track"].nunique() == 144
-    np.testing.assert_allclose(tracks.groupby("track")["x"].agg(lambda x: np.ptp(x.to_numpy())), 0.6, atol=1e-9)
+        tracks = link(det, search_range=search_range, memory=0)
+    assert f"shrinking down to {stop}" in caplog.text
+    assert tracks["track"].nunique() == side * side
+    np.testing.assert_allclose(tracks.groupby("track")["x"].agg(lambda x: np.ptp(x.to_numpy())), 2 * step, atol=1e-9)

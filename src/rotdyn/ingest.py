@@ -183,7 +183,7 @@ def write_movie(path: str | os.PathLike, settings: dict, out_path: str | os.Path
     sample = np.unique(np.linspace(0, n - 1, min(n, SAMPLE_FRAMES) if looks else 0).round().astype(int))
     numbers = np.arange(n) + settings["first_frame"]
     interval = settings.get("frame_interval_s") or movie.frame_interval_s
-    if (average := int(settings.get("average_frames") or 1)) > 1:
+    if (average := _average(settings)) > 1:
         log.info("%s: each frame is the running mean of %d frames%s: dynamics faster than %d "
                  "frames%s are blurred", path, average,
                  " after drift correction" if settings["drift_correction"] else "", average,
@@ -214,6 +214,11 @@ def write_movie(path: str | os.PathLike, settings: dict, out_path: str | os.Path
     log.info("%s: %d frames of %d x %d px", path, n, ny, nx)
 
 
+def _average(settings: dict) -> int:
+    """Frames in the running mean over time: the settings' ``average_frames`` (left out when 1)."""
+    return int(settings.get("average_frames") or 1)
+
+
 def _write_frames(out, frames, settings: dict, flatten: bool, chunk: int, sample) -> tuple:
     """Preprocess ``frames`` chunk by chunk into the NetCDF variable ``out``.
 
@@ -225,7 +230,7 @@ def _write_frames(out, frames, settings: dict, flatten: bool, chunk: int, sample
             frames, flatten_afm=flatten, normalize_method=settings["normalize"],
             drift_correction=settings["drift_correction"], drift_reference=settings["drift_reference"],
             first_frame=settings["first_frame"], last_frame=settings["last_frame"],
-            average=int(settings.get("average_frames") or 1), chunk=chunk):
+            average=_average(settings), chunk=chunk):
         out[offset:offset + len(block)] = block
         shifts[offset:offset + len(block)] = block_shifts
         bad += (block_bad + offset).tolist()
@@ -279,7 +284,7 @@ def _movie_attrs(path, movie, settings: dict, flatten: bool, interval, contrast:
         contrast=contrast, contrast_setting=settings.get("contrast", "bright"), contrast_reason=reason,
         **{f"measured_{key}": value for key, value in measured.items()},
         drift_correction=int(settings["drift_correction"]), drift_reference=settings["drift_reference"],
-        average_frames=int(settings.get("average_frames") or 1),
+        average_frames=_average(settings),
         first_frame=settings["first_frame"], last_frame=settings["last_frame"],
         channel=settings.get("channel") or movie.metadata.get("channel"),
     )

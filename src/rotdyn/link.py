@@ -164,7 +164,8 @@ def _spacing(f: pd.DataFrame) -> float:
     nearest = []
     for _, frame in f.groupby("frame"):
         if len(frame) > 1:
-            nearest.append(cKDTree(frame[POS].to_numpy(np.float64)).query(frame[POS].to_numpy(np.float64), k=2)[0][:, 1])
+            xy = frame[POS].to_numpy(np.float64)
+            nearest.append(cKDTree(xy).query(xy, k=2)[0][:, 1])  # k=2: the first is the particle itself
     return float(np.median(np.concatenate(nearest))) if nearest else np.inf
 
 

@@ -403,8 +403,8 @@ def locate_frame(mean, variance, classes, centres=None, *, threshold=0.5, split=
         A particle of at least this many times the frame's median area (of
         its class, in frames with at least 5 of them) is taken for
         round(area / median) touching particles that no valley or neck
-        parted, and cut into as many compact parts (k-means of its pixels).
-        None: never.
+        parted, and cut into as many straight pieces (k-segments of its
+        pixels). None: never.
     edge_margin : int
         ``touches_edge`` is True for a particle with a pixel in the outer
         ``edge_margin`` rows or columns (1: on the border itself; 0: never).

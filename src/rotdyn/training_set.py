@@ -890,7 +890,8 @@ def calibrate(sim: dict, measured: dict, frames: int = 3) -> dict:
         return dict(measured)
     params = {k: v for k, v in sim.items() if k not in CALIBRATION_KEYS}
     kind = params.pop("kind", "rods")
-    params.update(simulator_params(kind, measured), frames=max(frames, PROBE_FRAMES.get(kind, 0)), seed=int(params.get("seed", 0)) + 7919)  # not a training seed
+    params.update(simulator_params(kind, measured), frames=max(frames, PROBE_FRAMES.get(kind, 0)),
+                  seed=int(params.get("seed", 0)) + 7919)  # not a training seed
     params.update(PROBE_APART.get(kind, {}))
     probe = preprocess(simulate(kind, **params).frames, normalize_method="percentile")[0]
     read = measure(probe, kind, keys)

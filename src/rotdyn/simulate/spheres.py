@@ -179,7 +179,7 @@ def _render_sphere(clean, labels, instances, row, radius, focus_depth=math.inf):
     inside = (yy >= 0) & (yy < clean.shape[0]) & (xx >= 0) & (xx < clean.shape[1])
     rows, cols = yy[inside], xx[inside]
     clean[rows, cols] += disc[inside]
-    if row.defocus > focus_depth:  # beyond the focus depth: drawn, but background to the labels (not a particle to find)
+    if row.defocus > focus_depth:  # out of the focal plane: drawn, but background to the labels
         return
     mask = inside & (r <= radius)
     labels[yy[mask], xx[mask]] = 1
