@@ -61,7 +61,7 @@ def write_movie(path: Path, frames: int, size: int, count: int) -> int:
 def run(workflow: Path, epochs: int) -> tuple[float, subprocess.CompletedProcess]:
     """``snakemake --cores 2`` with the papers' rVAE batch and learning rate for ``epochs`` epochs."""
     extra = workflow / "paper_size.yaml"
-    extra.write_text(f"rvae:\n  epochs: {epochs}\n  batch_size: 200\n  lr: 0.0001\n  checkpoint_every: 1\n")
+    extra.write_text(f"rvae:\n  epochs: {epochs}\n  min_steps: 0\n  batch_size: 200\n  lr: 0.0001\n  checkpoint_every: 1\n")
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", str(extra)],
                           cwd=workflow, capture_output=True, text=True)

@@ -9,9 +9,11 @@ contrast, MikeSmithLabTeam/particletracker test data, MIT) when present.
   ``threshold`` opened and labelled; per object the intensity-weighted
   centroid and the ellipse (regionprops) axis.
 * A cell is *whole* when its object does not touch the frame border and its
-  ellipse length is within 0.6-1.4 times the median (two touching cells make
-  one longer object), and *isolated* when no pixel of another object lies
-  within one cell length (its own ellipse length) of its centre.
+  ellipse length and width are each within 0.6-1.4 times the median (two
+  touching cells make one longer object end to end, a wider one side by side
+  or in a V, whose ellipse axis is no cell's axis), and *isolated* when no
+  pixel of another object lies within one cell length (its own ellipse
+  length) of its centre.
 * Tracks: :func:`rotdyn.link.link` (trackpy), search range 10 px.
 * Windows: :func:`rotdyn.patches.extract_patches` from the frames, of the
   ``cells`` kind's size, centred as the workflow centres them; the rVAE is
@@ -103,8 +105,8 @@ def detect(frames: np.ndarray, threshold: float = 0.25, min_area: int = 30) -> p
         "axis_minor_length": "width"})
     det["orientation"] = axis_angle_from_skimage(det["orientation"])
     det["inside"] = (det["bbox-0"] > 0) & (det["bbox-1"] > 0) & (det["bbox-2"] < H) & (det["bbox-3"] < W)
-    median = det["length"].median()
-    det["whole"] = det["inside"] & det["length"].between(0.6 * median, 1.4 * median)
+    typical = [det[size].between(0.6 * det[size].median(), 1.4 * det[size].median()) for size in ("length", "width")]
+    det["whole"] = det["inside"] & typical[0] & typical[1]
     det["isolated"] = det["whole"] & (det["clear"] > det["length"])
     return det.drop(columns=[c for c in det.columns if c.startswith("bbox")])
 

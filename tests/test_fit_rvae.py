@@ -12,8 +12,7 @@ import xarray as xr
 
 from rotdyn.encode import encode_windows as encode, latents_dataset
 from rotdyn.evaluate.rvae import angle_accuracy, angle_peaks, simulated_windows
-from rotdyn.fit_rvae import (fit,
-                             split_train_test)
+from rotdyn.fit_rvae import epochs_for, fit, split_train_test
 from rotdyn.rvae import load_rvae, save_rvae
 from rotdyn.settings import rvae_fit_settings
 from rotdyn.simulate import simulate_rods
@@ -128,6 +127,16 @@ def test_progress_is_logged_every_epoch(caplog):
     lines = [r.getMessage() for r in caplog.records if "rvae epoch" in r.getMessage()]
     assert len(lines) == 3 and lines[-1].startswith("rvae epoch 3/3")
     assert [r["epoch"] for r in rows] == [1, 2, 3] and rows[0]["epochs"] == 3
+
+
+def test_min_steps_gives_few_windows_more_epochs(caplog):
+    x = _blobs(12)  # 9 training windows: batches of 4 are 3 steps an epoch
+    with caplog.at_level(logging.INFO, logger="rotdyn.fit_rvae"):
+        model, history = fit(x, epochs=2, min_steps=10, **{**SMALL, "batch_size": 4})
+    assert len(history) == model.training_info["epochs"] == 4  # ceil(10 / 3)
+    assert any("4 epochs instead of 2, for at least 10 steps on 9" in r.getMessage() for r in caplog.records)
+    assert epochs_for(5, 10, n_train=100, batch_size=4) == 5  # enough steps already: as asked
+    assert epochs_for(5, 0, n_train=1, batch_size=4) == 5
 
 
 def test_encode_and_latents_dataset(tmp_path):

@@ -28,7 +28,7 @@ FRAMES = 60  # first frames of each real movie (the HS-AFM file has 32: all of t
 QUICK = """\
 train: {members: 2, member_epochs: 2, threads: 1}
 segment: {threads: 1}
-rvae: {epochs: 3, threads: 1}
+rvae: {epochs: 3, min_steps: 0, threads: 1}
 """
 
 

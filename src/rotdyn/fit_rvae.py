@@ -330,6 +330,37 @@ def _update_polarity(model: RVAE, x: torch.Tensor, epoch: int) -> None:
              epoch, 100 * changed)
 
 
+def epochs_for(epochs: int, min_steps: int, n_train: int, batch_size: int) -> int:
+    """Epochs that run at least ``min_steps`` Adam steps on ``n_train`` windows: ``epochs`` or more.
+
+    A budget in epochs undertrains a small movie: 700 windows in batches of
+    32 take 17 steps an epoch, so 60 epochs are 1,000 steps, where the demo's
+    1,300 windows get 1,800 and the real bacteria's latent angle needs about
+    3,000 to follow the cells' turns (``benchmarks/rvae_real.py``).
+
+    Parameters
+    ----------
+    epochs : int
+        The epochs asked for.
+    min_steps : int
+        Fewest optimiser steps (0: ``epochs`` as given).
+    n_train, batch_size : int
+        Training windows and mini-batch size (a last, smaller batch is a step too).
+
+    Returns
+    -------
+    int
+        ``max(epochs, ceil(min_steps / steps per epoch))``.
+
+    Examples
+    --------
+    >>> epochs_for(60, 3000, n_train=525, batch_size=32), epochs_for(60, 3000, n_train=4000, batch_size=32)
+    (177, 60)
+    """
+    per_epoch = max(math.ceil(n_train / batch_size), 1)
+    return max(int(epochs), math.ceil(int(min_steps) / per_epoch))
+
+
 def _check_counts(epochs, batch_size, checkpoint_every, polarity_every, lr) -> None:
     if epochs < 0 or batch_size < 1 or checkpoint_every < 1 or polarity_every < 1 or not lr > 0:
         raise ValueError(f"need epochs >= 0, batch_size >= 1, checkpoint_every >= 1, polarity_every >= 1, "
@@ -341,7 +372,7 @@ def fit(patches, *, latent_dim: int = 2, epochs: int = 3000, batch_size: int = 2
         seed: int = 0, test_fraction: float = 0.25, device: str = "auto", threads: int | None = None,
         checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 10,
         progress: Callable[[dict], None] | None = None, amp: bool | str = "auto", polarity_every: int = 5,
-        precision: str = "auto", **model_options) -> tuple[RVAE, pd.DataFrame]:
+        precision: str = "auto", min_steps: int = 0, **model_options) -> tuple[RVAE, pd.DataFrame]:
     """Train an :class:`~rotdyn.rvae.RVAE` on windows with Adam (paper 000: lr 1e-4, batch 200).
 
     Parameters
@@ -351,7 +382,8 @@ def fit(patches, *, latent_dim: int = 2, epochs: int = 3000, batch_size: int = 2
     latent_dim : int
         Content latents besides angle and offsets.
     epochs : int
-        Total epochs (a resumed fit counts the checkpoint's epochs).
+        Total epochs (a resumed fit counts the checkpoint's epochs); raised
+        where needed to run ``min_steps`` (:func:`epochs_for`, logged).
     batch_size, lr : int, float
         Mini-batch size and Adam learning rate.
     seed : int
@@ -383,6 +415,8 @@ def fit(patches, *, latent_dim: int = 2, epochs: int = 3000, batch_size: int = 2
         computes it natively, for windows where it measured faster
         (``docs/rvae-speed.md``). Resolved once; logged, part of the
         checkpoint's settings and of ``training_info["precision"]``.
+    min_steps : int
+        Fewest Adam steps: a small set of windows gets more epochs (0: off).
     **model_options
         Passed to :class:`~rotdyn.rvae.RVAE` (``hidden``, ``encoder``,
         ``likelihood``, ``rotation_prior``, ``rotation_sd``, ``polarity``, ...).
@@ -410,6 +444,10 @@ def fit(patches, *, latent_dim: int = 2, epochs: int = 3000, batch_size: int = 2
     amp_dtype = autocast_dtype(dev, amp) if (dev.type == "cuda" or amp is True) else None
     n, size = x_np.shape[0], x_np.shape[1]
     train_idx, test_idx = split_train_test(n, test_fraction, seed)
+    asked, epochs = epochs, epochs_for(epochs, min_steps, len(train_idx), batch_size)
+    if epochs > asked:
+        log.info("rvae: %d epochs instead of %d, for at least %d steps on %d training windows",
+                 epochs, asked, min_steps, len(train_idx))
     settings = plain(dict(n=n, size=size, data=_data_hash(x_np), latent_dim=latent_dim,
                           batch_size=batch_size, lr=lr, seed=seed, test_fraction=test_fraction,
                           device=dev.type, amp=str(amp_dtype), polarity_every=polarity_every,
