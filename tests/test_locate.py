@@ -9,7 +9,7 @@ from scipy import ndimage
 from skimage.measure import regionprops
 
 from rotdyn.evaluate.segmentation import close_neighbours, detection_scores, match
-from rotdyn.locate import COLUMNS, LOCATE_DEFAULTS, axis_angle_from_skimage, locate, locate_frame
+from rotdyn.locate import COLUMNS, LOCATE_DEFAULTS, axis_angle_from_skimage, locate, locate_frame, particle_mass
 from rotdyn.simulate import simulate_atoms, simulate_rods
 from rotdyn.store import write_netcdf
 
@@ -353,6 +353,48 @@ def test_zero_particles_give_a_valid_dataset(tmp_path, caplog):
         assert back.sizes["particle"] == 0
         assert set(back.data_vars) == set(out.data_vars)
         assert back["touches_edge"].dtype == np.int8
+
+
+def _spots(heights, size=64, sd=1.5):
+    """A frame of Gaussian spots of the given heights on a background of 1, their centres, and their masks."""
+    yy, xx = np.mgrid[:size, :size]
+    centres = [(12.0 + 13 * k, 20.0 + 7 * (k % 2)) for k in range(len(heights))]
+    frame = 1.0 + sum(h * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * sd ** 2)) for h, (x, y) in zip(heights, centres))
+    masks = [((xx - x) ** 2 + (yy - y) ** 2 <= 9).astype(np.float32) for x, y in centres]
+    return frame, np.array(centres), masks
+
+
+def test_particle_mass_is_trackpys():
+    trackpy = pytest.importorskip("trackpy")
+    frame, centres, _ = _spots([2.0, 5.0, 10.0, 20.0])
+    theirs = trackpy.locate(frame, 9, percentile=0).sort_values("x")
+    ours = particle_mass(frame, centres[:, 0], centres[:, 1], 9)
+    assert ours[0] < 12 and ours[3] > 110  # heights 2 and 20
+    np.testing.assert_allclose(ours, theirs["mass"].to_numpy(), rtol=0.02, atol=1.0)  # trackpy rounds to 8 bits
+    np.testing.assert_allclose(particle_mass(frame, centres[:, 0], centres[:, 1], 9, scale=4.0), 4 * ours)
+    with pytest.raises(ValueError, match="odd integer"):
+        particle_mass(frame, [10.0], [10.0], 8)
+
+
+def test_min_mass_leaves_dim_particles_out_in_the_movies_units(caplog):
+    frame, centres, masks = _spots([2.0, 5.0, 10.0, 20.0])
+    prob = prob_dataset(np.stack(masks).max(axis=0)[None, None], frames=[3], source="movie.tif")
+    normalised = (frame - 1.0) / 20.0  # as ingest stores it: 20 of the movie's units are one unit of frames
+    movie = xr.Dataset({"frames": (("frame", "y", "x"), normalised[None].astype(np.float32)),
+                        "intensity_scale": ("frame", [20.0])}, coords={"frame": [3]})
+    every = locate(prob, movie, min_area=5, mass_diameter=9)
+    expected = particle_mass(frame, every["x"].values, every["y"].values, 9)
+    np.testing.assert_allclose(every["mass"].values, expected, rtol=1e-4)  # normalisation undone
+    with caplog.at_level(logging.INFO, logger="rotdyn.locate"):
+        bright = locate(prob, movie, min_area=5, mass_diameter=9, min_mass=float(np.sort(expected)[1]) + 1)
+    assert sorted(bright["x"].values.round().tolist()) == [38.0, 51.0]  # the two bright spots
+    assert bright.attrs["min_mass"] > 0 and bright.attrs["mass_diameter"] == 9
+    assert any("2 of 4 particles have mass" in r.getMessage() for r in caplog.records)
+    assert "mass" not in locate(prob, movie, min_area=5)  # only when asked for
+    with pytest.raises(ValueError, match="needs mass_diameter"):
+        locate(prob, movie, min_mass=10.0)
+    with pytest.raises(ValueError, match="needs the movie"):
+        locate(prob, mass_diameter=9)
 
 
 def test_round_trip_through_netcdf(tmp_path):

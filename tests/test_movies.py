@@ -90,6 +90,16 @@ def test_load_movie_applies_settings(tmp_path):
     assert ds.attrs["pixel_size_nm"] == 0.7 and ds.attrs["format"] == "npy" and ds.attrs["flatten"] == 0
 
 
+def test_intensity_scale_undoes_the_normalisation(tmp_path):
+    raw = np.random.default_rng(1).normal(100.0, 7.0, (4, 12, 16))
+    np.save(tmp_path / "m.npy", raw)
+    ds = load_movie(tmp_path / "m.npy", movie_settings(DEFAULTS, {"normalize": "percentile"}))
+    scale = ds["intensity_scale"].values
+    assert np.allclose(scale, [np.subtract(*np.percentile(f, (99.5, 0.5))) for f in raw])
+    differences = (ds.frames.values - ds.frames.values[:, :1, :1]) * scale[:, None, None]
+    np.testing.assert_allclose(differences, raw - raw[:, :1, :1], atol=1e-3)  # the movie's own units again
+
+
 @pytest.mark.parametrize("contrast", ["bright", "dark"])
 def test_ingest_of_a_long_movie_holds_a_few_chunks_not_the_movie(tmp_path, contrast):
     """A plain TIFF stack is read and written 16 frames at a time: numpy's peak allocation stays a

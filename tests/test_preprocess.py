@@ -134,9 +134,9 @@ def test_chunks_give_the_whole_movies_frames_and_shifts(reference):
     for chunk in (1, 2, 3, 4):
         parts = list(preprocess_chunks(frames, chunk=chunk, **settings))
         assert [o for o, *_ in parts] == list(range(0, 9, chunk))
-        np.testing.assert_array_equal(np.concatenate([f for _, f, _, _ in parts]), whole)
-        np.testing.assert_array_equal(np.concatenate([s for _, _, s, _ in parts]), shifts)
-        assert np.concatenate([b + o for o, _, _, b in parts]).tolist() == bad.tolist()
+        np.testing.assert_array_equal(np.concatenate([f for _, f, *_ in parts]), whole)
+        np.testing.assert_array_equal(np.concatenate([s for _, _, s, *_ in parts]), shifts)
+        assert np.concatenate([b + o for o, _, _, b, _ in parts]).tolist() == bad.tolist()
 
 
 ASD = Path(__file__).resolve().parents[2] / "shared" / "data" / "hsafm" / "asd_sample_0.asd"
@@ -206,10 +206,10 @@ def test_averaging_in_chunks_equals_the_whole_movie(average, chunk):
     kwargs = dict(normalize_method="percentile", drift_correction=True, average=average, first_frame=1)
     whole, shifts, bad = preprocess(movie, **kwargs)
     parts = list(preprocess_chunks(movie, chunk=chunk, **kwargs))
-    assert [offset for offset, *_ in parts] == np.cumsum([0] + [len(f) for _, f, _, _ in parts])[:-1].tolist()
-    np.testing.assert_array_equal(np.concatenate([f for _, f, _, _ in parts]), whole)
-    np.testing.assert_array_equal(np.concatenate([s for _, _, s, _ in parts]), shifts)
-    assert np.concatenate([b + o for o, _, _, b in parts]).tolist() == bad.tolist() == [5]
+    assert [offset for offset, *_ in parts] == np.cumsum([0] + [len(f) for _, f, *_ in parts])[:-1].tolist()
+    np.testing.assert_array_equal(np.concatenate([f for _, f, *_ in parts]), whole)
+    np.testing.assert_array_equal(np.concatenate([s for _, _, s, *_ in parts]), shifts)
+    assert np.concatenate([b + o for o, _, _, b, _ in parts]).tolist() == bad.tolist() == [5]
     assert whole.shape == (16, 40, 40)
 
 

@@ -45,7 +45,7 @@ from __future__ import annotations
 import re
 
 # ---------------------------------------------------------------- variables
-MOVIE = ("frames", "shift_y", "shift_x", "usable")
+MOVIE = ("frames", "shift_y", "shift_x", "usable", "intensity_scale")
 PROBABILITY = ("mean", "variance", "class_name")
 # The class of particle centres (training_set.centres): locate seeds one particle per centre, never counts one.
 CENTRE_CLASS = "centre"

@@ -191,7 +191,7 @@ def write_movie(path: str | os.PathLike, settings: dict, out_path: str | os.Path
     with atomic_path(out_path) as tmp, netCDF4.Dataset(tmp, "w", format="NETCDF4") as nc:
         nc.set_auto_mask(False)  # NaN pixels read back as NaN, not masked
         frames = _create_movie(nc, numbers, ny, nx, interval, movie.metadata.get("units"))
-        shifts, bad, picked = _write_frames(frames, movie.frames, settings, flatten, chunk, sample)
+        shifts, scales, bad, picked = _write_frames(frames, movie.frames, settings, flatten, chunk, sample)
         if len(bad):
             log.warning("%s: frames %s have no finite pixels, no contrast or are saturated; passed through "
                         "unchanged and not segmented", path, (bad + settings["first_frame"]).tolist())
@@ -209,6 +209,7 @@ def write_movie(path: str | os.PathLike, settings: dict, out_path: str | os.Path
         usable = np.ones(n, dtype=np.uint8)
         usable[bad] = 0
         nc["shift_y"][:], nc["shift_x"][:], nc["usable"][:] = shifts[:, 0], shifts[:, 1], usable
+        nc["intensity_scale"][:] = scales
         nc.setncatts({k: attr_value(v) for k, v in _movie_attrs(path, movie, settings, flatten, interval,
                                                                 contrast, reason, measured).items()})
     log.info("%s: %d frames of %d x %d px", path, n, ny, nx)
@@ -222,20 +223,23 @@ def _average(settings: dict) -> int:
 def _write_frames(out, frames, settings: dict, flatten: bool, chunk: int, sample) -> tuple:
     """Preprocess ``frames`` chunk by chunk into the NetCDF variable ``out``.
 
-    Returns the drift shifts ``(T, 2)``, the indices of unusable frames and
-    copies of the frames at the indices ``sample`` (for contrast and sizes).
+    Returns the drift shifts ``(T, 2)``, each frame's intensity scale
+    (:func:`rotdyn.preprocess.intensity_scale`), the indices of unusable
+    frames and copies of the frames at the indices ``sample`` (for contrast
+    and sizes).
     """
-    shifts, bad, picked = np.zeros((len(out), 2)), [], []
-    for offset, block, block_shifts, block_bad in preprocess_chunks(
+    shifts, scales, bad, picked = np.zeros((len(out), 2)), np.ones(len(out)), [], []
+    for offset, block, block_shifts, block_bad, block_scale in preprocess_chunks(
             frames, flatten_afm=flatten, normalize_method=settings["normalize"],
             drift_correction=settings["drift_correction"], drift_reference=settings["drift_reference"],
             first_frame=settings["first_frame"], last_frame=settings["last_frame"],
             average=_average(settings), chunk=chunk):
         out[offset:offset + len(block)] = block
         shifts[offset:offset + len(block)] = block_shifts
+        scales[offset:offset + len(block)] = block_scale
         bad += (block_bad + offset).tolist()
         picked += [block[i - offset].copy() for i in sample if offset <= i < offset + len(block)]  # not views
-    return shifts, np.asarray(bad, dtype=int), picked
+    return shifts, scales, np.asarray(bad, dtype=int), picked
 
 
 # Frames that auto contrast and the size measurement look at: spread over the movie, a few hundred at most
@@ -259,7 +263,9 @@ def _create_movie(nc, numbers, ny: int, nx: int, interval, units) -> "netCDF4.Va
     described = {"shift_y": ("f8", {"units": "px", "long_name": "drift correction applied along y"}),
                  "shift_x": ("f8", {"units": "px", "long_name": "drift correction applied along x"}),
                  "usable": ("u1", {"long_name": "1 when the frame had finite pixels, contrast and was not "
-                                                "saturated"})}
+                                                "saturated"}),
+                 "intensity_scale": ("f8", {"units": units or "arbitrary", "long_name":
+                                            "the movie's own units per unit of frames (normalisation undone)"})}
     for name, (dtype, attrs) in described.items():
         nc.createVariable(name, dtype, ("frame",)).setncatts(attrs)
     for name in ("frames", *described) if extra else ():

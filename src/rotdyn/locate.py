@@ -60,6 +60,20 @@ marker-controlled watershed; which markers to use depends on the particles:
 
 Components are 4-connected, so particles meeting only diagonally stay apart.
 
+With the movie's frames, ``mass_diameter`` adds each particle's ``mass``,
+trackpy's integrated brightness: the frame band-passed as ``trackpy.locate``
+does (:func:`trackpy.preprocessing.bandpass`, noise 1 px, background over
+the diameter) summed over a disc of that diameter at the particle's centre,
+in the movie's own units (:func:`rotdyn.preprocess.intensity_scale` undoes
+the normalisation), so ``min_mass`` is trackpy's ``minmass``: in bright
+field, colloids out of the focal plane are dim and a trackpy user leaves
+them out this way. On the real colloids (``bulk_water``, 20 frames), the
+trackpy walkthrough's ``diameter=9, minmass=100`` as ``mass_diameter: 9,
+min_mass: 100`` takes precision against ``trackpy.locate`` with those
+settings from 0.64 to 0.82 at recall 0.98 -> 0.975; most of what stays
+extra are colloids in contact, less than trackpy's ``separation`` (10 px)
+apart, of which trackpy keeps one.
+
 Conventions: ``x`` is the column, ``y`` the row, in pixels from the centre of
 the top-left pixel; ``orientation`` is the axis angle in [0, pi), counter-
 clockwise from +x as displayed (y up on screen).
@@ -68,6 +82,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+from contextlib import nullcontext
 
 import numpy as np
 import pandas as pd
@@ -78,6 +93,8 @@ from skimage.measure import regionprops_table
 from skimage.morphology import h_maxima, reconstruction
 from skimage.segmentation import expand_labels, watershed
 from sklearn.cluster import KMeans
+from trackpy.masks import binary_mask
+from trackpy.preprocessing import bandpass
 
 from .contracts import CENTRE_CLASS
 from .store import provenance, write_netcdf
@@ -87,6 +104,7 @@ log = logging.getLogger(__name__)
 SPLIT_METHODS = ("valley", "neck", "centre", "probability", "distance", "none")
 ORPHAN_SHARE = 0.5  # split="centre": a piece without a centre is a particle if it has this share of the median area
 MIN_PEERS = 5  # max_area_ratio: a frame needs this many particles of a class for their median area to be typical
+BANDPASS_THRESHOLD = 1 / 255  # trackpy.locate's for float frames, in the movie's units: fainter is background
 CENTRE_AGREEMENT = 1.0  # px: a particle's own centroid this near its centre's is the more precise one
 MIN_CENTRE_MASS = 1.0  # px of centre probability: less, and the particle's own centroid is used
 COLUMNS = {  # name -> dtype of one row per particle, as locate_frame returns them
@@ -470,6 +488,55 @@ LOCATE_DEFAULTS = {name: p.default for name, p in inspect.signature(locate_frame
                    if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
 
+# ------------------------------------------------------------------ brightness
+def particle_mass(frame: np.ndarray, x, y, diameter: int, scale: float = 1.0) -> np.ndarray:
+    """trackpy's ``mass`` of particles at ``(x, y)``: band-passed brightness summed over a disc.
+
+    Parameters
+    ----------
+    frame : ndarray (H, W)
+        One preprocessed frame (particles bright), as in ``movie.nc``.
+    x, y : array_like
+        Particle centres (px; rounded to the pixel, as trackpy places its mask).
+    diameter : int
+        Odd disc diameter (px): trackpy's ``diameter``, also the band-pass's background length.
+    scale : float
+        The frame's ``intensity_scale``: the result is in the movie's own units.
+
+    Returns
+    -------
+    ndarray
+        One mass per particle (NaN pixels count as background).
+
+    Examples
+    --------
+    A Gaussian spot of height 10 on an even background of 3, against trackpy's own
+    (which rounds the band-passed frame to 8 bits):
+
+    >>> import trackpy
+    >>> yy, xx = np.mgrid[:32, :32]
+    >>> frame = 3 + 10 * np.exp(-((xx - 16) ** 2 + (yy - 12) ** 2) / (2 * 1.5 ** 2))
+    >>> mass = particle_mass(frame, [16.0], [12.0], diameter=9)
+    >>> round(float(mass[0]), 1), round(float(trackpy.locate(frame, 9)["mass"].iloc[0]), 1)
+    (59.2, 59.0)
+    """
+    if diameter < 3 or diameter % 2 == 0:
+        raise ValueError(f"mass_diameter must be an odd integer >= 3 px (trackpy's diameter), got {diameter!r}")
+    image = np.nan_to_num(np.asarray(frame, np.float64), nan=0.0) * scale
+    filtered = bandpass(image, 1, diameter, threshold=BANDPASS_THRESHOLD)
+    total = ndimage.correlate(filtered, binary_mask(diameter // 2, 2).astype(np.float64), mode="constant")
+    rows = np.clip(np.round(np.asarray(y, np.float64)).astype(int), 0, frame.shape[0] - 1)
+    cols = np.clip(np.round(np.asarray(x, np.float64)).astype(int), 0, frame.shape[1] - 1)
+    return total[rows, cols]
+
+
+def _check_mass(movie, mass_diameter, min_mass) -> None:
+    if min_mass is not None and mass_diameter is None:
+        raise ValueError("min_mass needs mass_diameter (trackpy's diameter, an odd number of px)")
+    if mass_diameter is not None and movie is None:
+        raise ValueError("mass_diameter needs the movie's frames (movie.nc) besides the probability maps")
+
+
 # ------------------------------------------------------------------ the movie
 def _blank(mean) -> bool:
     """True for a frame without a single positive probability (all zeros or NaN)."""
@@ -485,10 +552,14 @@ def _to_dataset(table: pd.DataFrame, attrs: dict) -> xr.Dataset:
     ds["x"].attrs["units"] = ds["y"].attrs["units"] = "px"
     ds["orientation"].attrs.update(units="rad", long_name="axis angle, counter-clockwise from +x as displayed")
     ds["area"].attrs["units"] = "px"
+    if "mass" in ds:
+        ds["mass"].attrs.update(units="the movie's intensity x px", long_name=(
+            "integrated brightness: band-passed frame summed over a disc (trackpy's mass)"))
     return ds
 
 
-def locate(prob: xr.Dataset, **params) -> xr.Dataset:
+def locate(prob: xr.Dataset, movie: xr.Dataset | None = None, *, mass_diameter: int | None = None,
+           min_mass: float | None = None, **params) -> xr.Dataset:
     """Particles in every frame of a ``probability.nc`` Dataset, read one frame at a time.
 
     Parameters
@@ -496,6 +567,12 @@ def locate(prob: xr.Dataset, **params) -> xr.Dataset:
     prob : Dataset
         ``mean`` and ``variance`` on ``(frame, class, y, x)``; ``class`` holds
         the foreground class labels.
+    movie : Dataset, optional
+        ``movie.nc`` (``frames`` and ``intensity_scale``): needed for ``mass``.
+    mass_diameter : int or None
+        Add a ``mass`` column (:func:`particle_mass`, trackpy's, over a disc of this odd diameter, px).
+    min_mass : float or None
+        Drop particles of less mass (the movie's units; trackpy's ``minmass``); needs ``mass_diameter``.
     **params
         Keyword arguments of :func:`locate_frame` (:data:`LOCATE_DEFAULTS`
         for those not given).
@@ -533,7 +610,9 @@ def locate(prob: xr.Dataset, **params) -> xr.Dataset:
     """
     unknown = set(params) - set(LOCATE_DEFAULTS)
     if unknown:
-        raise TypeError(f"unknown locate parameters: {sorted(unknown)}; known: {sorted(LOCATE_DEFAULTS)}")
+        known = sorted([*LOCATE_DEFAULTS, "mass_diameter", "min_mass"])
+        raise TypeError(f"unknown locate parameters: {sorted(unknown)}; known: {known}")
+    _check_mass(movie, mass_diameter, min_mass)
     settings = {**LOCATE_DEFAULTS, **params}
     names = [str(n) for n in prob["class_name"].values] if "class_name" in prob else []
     centre = names.index(CENTRE_CLASS) if CENTRE_CLASS in names else None
@@ -549,14 +628,29 @@ def locate(prob: xr.Dataset, **params) -> xr.Dataset:
         variance = one["variance"].transpose("class", "y", "x").values
         centres = None if centre is None else mean[centre]
         table = locate_frame(mean[keep], variance[keep], classes, centres, **settings)
+        if mass_diameter is not None:
+            image = movie["frames"].sel(frame=frame).values
+            scale = float(movie["intensity_scale"].sel(frame=frame)) if "intensity_scale" in movie else 1.0
+            table["mass"] = particle_mass(image, table["x"], table["y"], mass_diameter, scale)
         tables.append(table.assign(frame=int(frame)))
     if blank:
         log.warning("%s: %d frame(s) with no probability at all, no particles from them: %s",
                     prob.attrs.get("source", "probability maps"), len(blank), blank)
-    table = pd.concat(tables, ignore_index=True) if tables else _empty_table().assign(frame=0)[:0]
-    table = table[["frame", *COLUMNS]]
+    table = pd.concat(tables, ignore_index=True) if tables else _empty_table().assign(frame=0, mass=0.0)[:0]
+    table = table[["frame", *COLUMNS, *(["mass"] if mass_diameter is not None else [])]]
+    if min_mass is not None:
+        table = _massive(table, min_mass, prob.attrs.get("source", "probability maps"))
+    settings.update(mass_diameter=mass_diameter, min_mass=min_mass)
     recorded = {k: ("none" if v is None else v) for k, v in settings.items()}
     return _to_dataset(table, {**prob.attrs, **provenance(**recorded)})
+
+
+def _massive(table: pd.DataFrame, min_mass: float, source: str) -> pd.DataFrame:
+    """The particles of ``table`` with at least ``min_mass`` (the rest logged)."""
+    kept = table[table["mass"].fillna(-np.inf) >= min_mass].reset_index(drop=True)
+    log.info("%s: %d of %d particles have mass >= %g (min_mass); %d dimmer ones left out",
+             source, len(kept), len(table), min_mass, len(table) - len(kept))
+    return kept
 
 
 def run(job) -> None:
@@ -565,7 +659,8 @@ def run(job) -> None:
     Parameters
     ----------
     job : snakemake job or :class:`rotdyn.jobs.Job`
-        ``input[0]``: the probability maps; ``output[0]``: the particles;
+        ``input[0]``: the probability maps, ``input[1]`` (optional) the movie
+        (``movie.nc``, for ``mass``); ``output[0]``: the particles;
         ``params.locate``: the ``locate`` config section (:func:`locate`'s parameters).
 
     Examples
@@ -585,7 +680,8 @@ def run(job) -> None:
     ...     particles.sizes["particle"], float(particles["y"][0])
     (1, 5.0)
     """
-    with xr.open_dataset(job.input[0]) as prob:
-        particles = locate(prob, **job.params.locate)
+    frames = xr.open_dataset(job.input[1]) if len(job.input) > 1 else nullcontext()
+    with xr.open_dataset(job.input[0]) as prob, frames as movie:
+        particles = locate(prob, movie, **job.params.locate)
     log.info("%d particles in %d frames", particles.sizes["particle"], prob.sizes["frame"])
     write_netcdf(particles, job.output[0])

@@ -218,22 +218,54 @@ def normalize(frames: np.ndarray, method: str = "percentile", percentiles=(0.5, 
     >>> normalize(frames, "zscore").mean().round(6).item()
     0.0
     """
+    return _scaled(frames, *intensity_scale(frames, method, percentiles, bad))
+
+
+def _scaled(frames: np.ndarray, offset: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """``(frames - offset) / scale`` frame by frame, as a float32 copy."""
+    return ((frames - offset[:, None, None]) / scale[:, None, None]).astype(np.float32)
+
+
+def intensity_scale(frames: np.ndarray, method: str = "percentile", percentiles=(0.5, 99.5),
+                    bad=None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame offset and scale of :func:`normalize`: normalised = (frame - offset) / scale.
+
+    ``scale`` is what one normalised unit is in the movie's own units (an
+    AFM height in nm, counts of a camera): a sum over normalised pixels
+    times the frame's scale is in the file's units again (``mass`` in
+    :mod:`rotdyn.locate`). Unusable frames, method ``none`` and frames
+    without contrast get offset 0 (``none``, unusable) and scale 1.
+
+    Parameters
+    ----------
+    frames : (T, Y, X) array.
+    method, percentiles, bad : as :func:`normalize`.
+
+    Returns
+    -------
+    offset, scale : (T,) float64 arrays.
+
+    Examples
+    --------
+    >>> offset, scale = intensity_scale(np.array([[[2.0, 4.0], [6.0, 10.0]]]), "minmax")
+    >>> offset.tolist(), scale.tolist()
+    ([2.0], [8.0])
+    """
     if method not in NORMALIZE_METHODS:
         raise ValueError(f"normalize={method!r}: choose one of {', '.join(NORMALIZE_METHODS)}")
-    frames = frames.astype(np.float32, copy=True)
+    offset, scale = np.zeros(len(frames)), np.ones(len(frames))
     if method == "none":
-        return frames
+        return offset, scale
     good = np.setdiff1d(np.arange(len(frames)), bad_frames(frames) if bad is None else bad)
     for i in good:
         f = frames[i]
         if method == "zscore":
-            lo, scale = np.nanmean(f), np.nanstd(f)
+            lo, width = np.nanmean(f), np.nanstd(f)
         else:
-            q = (0.0, 100.0) if method == "minmax" else percentiles
-            lo, hi = np.nanpercentile(f, q)
-            scale = hi - lo
-        frames[i] = (f - lo) / scale if scale > 0 else f - lo
-    return frames
+            lo, hi = np.nanpercentile(f, (0.0, 100.0) if method == "minmax" else percentiles)
+            width = hi - lo
+        offset[i], scale[i] = lo, (width if width > 0 else 1.0)
+    return offset, scale
 
 
 def invert(frames: np.ndarray, method: str = "percentile") -> np.ndarray:
@@ -545,7 +577,7 @@ def preprocess(
     >>> frames.shape, frames[0].ravel().tolist(), shifts.tolist(), bad.tolist()
     ((2, 2, 2), [0.0, 0.3333333432674408, 0.6666666865348816, 1.0], [[0.0, 0.0], [0.0, 0.0]], [])
     """
-    _, out, shifts, bad = next(preprocess_chunks(
+    _, out, shifts, bad, _ = next(preprocess_chunks(
         frames, flatten_afm=flatten_afm, normalize_method=normalize_method, drift_correction=drift_correction,
         drift_reference=drift_reference, first_frame=first_frame, last_frame=last_frame, average=average,
         chunk=max(len(frames), 1)))
@@ -582,20 +614,22 @@ def preprocess_chunks(frames, *, flatten_afm: bool = False, normalize_method: st
         Drift shifts applied (zeros when off).
     bad : int array
         Indices (in the chunk) of unusable frames, passed through.
+    scale : (n,) float64
+        Each frame's :func:`intensity_scale`: one unit of the chunk is this much of the movie's own.
 
     Examples
     --------
     >>> movie = np.random.default_rng(0).random((5, 8, 8))
     >>> chunks = list(preprocess_chunks(movie, normalize_method="minmax", chunk=2))
-    >>> [(offset, len(f)) for offset, f, _, _ in chunks]
+    >>> [(offset, len(f)) for offset, f, *_ in chunks]
     [(0, 2), (2, 2), (4, 1)]
-    >>> bool((np.concatenate([f for _, f, _, _ in chunks]) == preprocess(movie, normalize_method="minmax")[0]).all())
+    >>> bool((np.concatenate([f for _, f, *_ in chunks]) == preprocess(movie, normalize_method="minmax")[0]).all())
     True
     >>> averaged = list(preprocess_chunks(movie, normalize_method="minmax", average=3, chunk=2))
-    >>> [(offset, len(f)) for offset, f, _, _ in averaged]  # frame 0 needs frames 0-2: the first chunk waits
+    >>> [(offset, len(f)) for offset, f, *_ in averaged]  # frame 0 needs frames 0-2: the first chunk waits
     [(0, 3), (3, 2)]
     >>> whole = preprocess(movie, normalize_method="minmax", average=3)[0]
-    >>> bool((np.concatenate([f for _, f, _, _ in averaged]) == whole).all())
+    >>> bool((np.concatenate([f for _, f, *_ in averaged]) == whole).all())
     True
     """
     if chunk < 1:
@@ -621,5 +655,6 @@ def preprocess_chunks(frames, *, flatten_afm: bool = False, normalize_method: st
         shifts, held_shifts = held_shifts[:len(block)], held_shifts[len(block):]
         if not len(block):
             continue
-        block = normalize(block, normalize_method, bad=bad)
-        yield start, block, shifts, np.union1d(bad, bad_frames(block)).astype(int)
+        lo, scale = intensity_scale(block, normalize_method, bad=bad)
+        block = _scaled(block, lo, scale)
+        yield start, block, shifts, np.union1d(bad, bad_frames(block)).astype(int), scale

@@ -2,6 +2,7 @@ rule locate:
     """Particles in the probability maps: centroid, size, orientation; touching ones split."""
     input:
         "results/{movie}/probability.nc",
+        "results/{movie}/movie.nc",
     output:
         "results/{movie}/particles.nc",
     params:
