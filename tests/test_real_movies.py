@@ -6,8 +6,8 @@ lattice and a simulated low-dose STEM movie (``atoms``, contrast auto), with few
 
 The bounds are floors under what the chain reaches today with these settings (measured 2026-12-05: bacteria
 precision 1.0, recall 1.0 on the 34 whole cells of frames 0 and 42 (0.81 and 0.65 before the neck split), axis
-error 1.1 deg, median track 60 of 60 frames; colloids recall 0.994 against trackpy, precision 0.56 (0.39 before
-focus_depth); low-dose atoms averaged over 9 frames precision 0.986, recall 0.933, classes 0.984; README "Real
+error 1.1 deg, median track 60 of 60 frames; colloids recall 0.989 against trackpy, precision 0.81 with trackpy's
+minmass as min_mass (0.56 without, 0.39 before focus_depth); low-dose atoms averaged over 9 frames precision 0.986, recall 0.933, classes 0.984; README "Real
 movies"): they catch a regression while the accuracy on real movies is being worked on.
 """
 from __future__ import annotations
@@ -71,9 +71,8 @@ def test_colloids_agree_with_trackpy(run):
     bench, results, _ = run
     s = bench._score_spheres(results / "bulk_water", DATA)
     assert s["n_reference"] > 100 * 10
-    # trained to pass over spheres out of the focal plane (focus_depth), rotdyn still finds some dim ones
-    # trackpy's minmass drops
-    assert s["recall"] >= 0.95 and s["precision"] >= 0.5, s
+    # given trackpy's minmass (min_mass), rotdyn still lists colloids in contact that trackpy's separation drops
+    assert s["recall"] >= 0.95 and s["precision"] >= 0.75, s
     assert s["theirs_in_ours"] >= 0.9 and s["ours_in_theirs"] >= 0.9, s
     # round colloids have no orientation for the rVAE's angle to follow: the angle check is skipped, not tripped
     angle = {c["name"]: c for c in json.loads((results / "bulk_water" / "qc.json").read_text())["checks"]}["angle"]
