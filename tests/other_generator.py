@@ -1,4 +1,4 @@
-"""A second, independent generator of crowded AFM-like rod movies, for acceptance tests.
+"""A second, independent generator of crowded AFM-like rod movies and of a tethered spinning cell, for tests.
 
 Why it exists: the segmentation ensemble and the rVAE are trained on
 :mod:`rotdyn.simulate` movies, so accuracy measured on movies from the same
@@ -153,3 +153,67 @@ def crowded_rods(count=30, size=128, frames=8, *, length=22.0, width=6.5, corner
     movie = clean + _background(noise_rng, (H, W), frames, background)
     movie += noise_rng.normal(0, 1, clean.shape) * noise + noise_rng.normal(0, 1, (frames, H, 1)) * line_noise
     return movie.astype(np.float32), pd.concat(tables, ignore_index=True)
+
+
+def tethered_cell(frames=300, size=64, *, turn_deg=18.0, turn_sd_deg=2.0, length=20.0, width=6.0, tether=3.0,
+                  neighbour_gap=1.0, halo=0.6, tether_depth=0.8, blur=0.8, noise=0.06, background=0.1, seed=0):
+    """A phase-contrast cell spinning about a tether near one pole, a still neighbour it brushes, and the truth.
+
+    The stand-in for issue 13's real movie of a tethered cell (not in ../shared/data): the cell turns
+    ``turn_deg`` per frame (sd ``turn_sd_deg``) about a point ``tether`` px inside one pole, which shows
+    as a dark spot; bodies are bright with a dark halo (the drawn coverage less ``halo`` times its
+    Gaussian blur, sd 2 px), seen through a Gaussian PSF (sd ``blur``); a second cell stands upright
+    beside the tether, ``neighbour_gap`` px beyond the spinning cell's reach, so the two almost touch
+    (and merge in the mask) once a turn.
+
+    Parameters
+    ----------
+    frames, size : int
+        Frames and frame side (px).
+    turn_deg, turn_sd_deg : float
+        Mean turn per frame and its sd (degrees, counter-clockwise as displayed).
+    length, width, tether : float
+        Cell size and the tether's distance inside the pole (px).
+    neighbour_gap : float
+        Closest approach between the spinning cell's free pole and the neighbour's side (px).
+    halo, tether_depth, blur, noise, background : float
+        Halo strength, depth of the tether spot, PSF sd (px), white-noise sd and the smooth background's
+        amplitude (body heights).
+    seed : int
+        Seed.
+
+    Returns
+    -------
+    frames : ndarray, (T, H, W) float32
+    truth : DataFrame
+        ``frame, id, x, y, angle``: the body centre (px) and the head direction (tether to free pole, rad)
+        of the spinning cell (id 1) and the neighbour (id 2).
+
+    Examples
+    --------
+    >>> movie, truth = tethered_cell(frames=3, seed=1)
+    >>> movie.shape, [round(float(np.degrees(a)), 1) for a in np.diff(np.unwrap(truth[truth.id == 1].angle))]
+    ((3, 64, 64), [17.2, 20.2])
+    """
+    from scipy import ndimage
+
+    rng, noise_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+    centre = np.array([size / 2 - 6.0, size / 2])  # the tether (x, y)
+    reach = length - tether
+    nx = centre[0] + reach + neighbour_gap + width / 2  # the neighbour's axis, upright
+    angles = rng.uniform(-np.pi, np.pi) + np.radians(turn_deg + rng.normal(0, turn_sd_deg, frames)).cumsum()
+    yy, xx = np.mgrid[:size, :size]
+    spot = np.exp(-((xx - centre[0]) ** 2 + (yy - centre[1]) ** 2) / (2 * 1.2 ** 2))
+    clean, rows = np.zeros((frames, size, size)), []
+    for f, a in enumerate(angles):
+        cover = np.zeros((size, size))
+        body = centre + (length / 2 - tether) * np.array([np.cos(a), -np.sin(a)])
+        _draw_rod(cover, body[0], body[1], a, length, width, width / 2, 0.0)
+        _draw_rod(cover, nx, centre[1], np.pi / 2, length, width, width / 2, 0.0)
+        image = cover - halo * ndimage.gaussian_filter(cover, 2.0) - tether_depth * spot
+        clean[f] = ndimage.gaussian_filter(image, blur)
+        rows += [dict(frame=f, id=1, x=body[0], y=body[1], angle=_wrap(a)),
+                 dict(frame=f, id=2, x=nx, y=centre[1], angle=np.pi / 2)]
+    movie = clean + _background(noise_rng, (size, size), frames, background)
+    movie += noise_rng.normal(0, noise, clean.shape)
+    return movie.astype(np.float32), pd.DataFrame(rows)

@@ -359,7 +359,8 @@ def _spots(heights, size=64, sd=1.5):
     """A frame of Gaussian spots of the given heights on a background of 1, their centres, and their masks."""
     yy, xx = np.mgrid[:size, :size]
     centres = [(12.0 + 13 * k, 20.0 + 7 * (k % 2)) for k in range(len(heights))]
-    frame = 1.0 + sum(h * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * sd ** 2)) for h, (x, y) in zip(heights, centres))
+    frame = 1.0 + sum(h * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * sd ** 2))
+                      for h, (x, y) in zip(heights, centres))
     masks = [((xx - x) ** 2 + (yy - y) ** 2 <= 9).astype(np.float32) for x, y in centres]
     return frame, np.array(centres), masks
 
