@@ -267,6 +267,14 @@ def test_pixel_class_is_the_most_probable_foreground_class():
     assert table.set_index("class").mean_variance[7] == pytest.approx(0.09)
 
 
+def test_a_particle_split_between_two_classes_is_still_a_particle():
+    mean = np.zeros((2, 30, 30), np.float32)
+    mean[:, 10:16, 10:16] = [[[0.3]], [[0.35]]]  # neither class reaches 0.5; a particle does (0.65)
+    mean[:, 20:24, 20:24] = 0.2                  # 0.4 of anything: background
+    table = locate_frame(mean, mean / 10, [1, 2], min_area=4)
+    assert table[["class", "area"]].values.tolist() == [[2, 36]]
+
+
 # ------------------------------------------------------------------ filters and flags
 def test_area_filter_and_measured_values():
     image = np.zeros((50, 50), np.float32)
