@@ -7,8 +7,9 @@ lattice and a simulated low-dose STEM movie (``atoms``, contrast auto), with few
 The bounds are floors under what the chain reaches today with these settings (measured 2026-12-05: bacteria
 precision 1.0, recall 1.0 on the 34 whole cells of frames 0 and 42 (0.81 and 0.65 before the neck split), axis
 error 1.1 deg, median track 60 of 60 frames; colloids recall 0.989 against trackpy, precision 0.81 with trackpy's
-minmass as min_mass (0.56 without, 0.39 before focus_depth); low-dose atoms averaged over 9 frames precision 0.986, recall 0.933, classes 0.984; README "Real
-movies"): they catch a regression while the accuracy on real movies is being worked on.
+minmass as min_mass (0.56 without, 0.39 before focus_depth); low-dose atoms averaged over 9 frames precision
+0.984, recall 0.950, classes 0.982; README "Real movies"): they catch a regression while the accuracy on real
+movies is being worked on.
 """
 from __future__ import annotations
 
