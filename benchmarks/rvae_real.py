@@ -84,6 +84,14 @@ def _reach(labels: np.ndarray, label: int, row: float, col: float, radius: float
     return float(np.hypot(rr + r0 - row, cc + c0 - col).min()) if len(rr) else math.inf
 
 
+def typical(table: pd.DataFrame, sizes) -> pd.Series:
+    """Rows whose every size column is within 0.6-1.4 times its median: one cell, not two touching."""
+    ok = pd.Series(True, index=table.index)
+    for size in sizes:
+        ok &= table[size].between(0.6 * table[size].median(), 1.4 * table[size].median())
+    return ok
+
+
 def detect(frames: np.ndarray, threshold: float = 0.25, min_area: int = 30) -> pd.DataFrame:
     """Classical detection of bright cells: one row per object and frame (see the module docstring)."""
     rows = []
@@ -105,8 +113,7 @@ def detect(frames: np.ndarray, threshold: float = 0.25, min_area: int = 30) -> p
         "axis_minor_length": "width"})
     det["orientation"] = axis_angle_from_skimage(det["orientation"])
     det["inside"] = (det["bbox-0"] > 0) & (det["bbox-1"] > 0) & (det["bbox-2"] < H) & (det["bbox-3"] < W)
-    typical = [det[size].between(0.6 * det[size].median(), 1.4 * det[size].median()) for size in ("length", "width")]
-    det["whole"] = det["inside"] & typical[0] & typical[1]
+    det["whole"] = det["inside"] & typical(det, ("length", "width"))
     det["isolated"] = det["whole"] & (det["clear"] > det["length"])
     return det.drop(columns=[c for c in det.columns if c.startswith("bbox")])
 

@@ -33,7 +33,6 @@ locate, windows, rVAE); the same figures from ``latents.nc`` and
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import subprocess
 import sys
 import tempfile
@@ -57,14 +56,7 @@ from rotdyn.settings import rvae_fit_settings
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 from other_generator import tethered_cell  # noqa: E402  (the independent generator)
-from workflow_helpers import copy_workflow  # noqa: E402
-
-
-def _rvae_real():
-    spec = importlib.util.spec_from_file_location("rvae_real", ROOT / "benchmarks" / "rvae_real.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from workflow_helpers import copy_workflow, load_benchmark  # noqa: E402
 
 
 def as_movie(frames: np.ndarray) -> xr.Dataset:
@@ -95,7 +87,7 @@ def median_turn(rows: pd.DataFrame, column: str) -> float:
 
 def run(frames: int = 300, seed: int = 0, **fit_options) -> dict:
     """Simulate, detect, link, cut, train on all windows, encode, score the spinning cell."""
-    rr = _rvae_real()
+    rr = load_benchmark("rvae_real")
     movie_frames, truth = tethered_cell(frames=frames, seed=seed)
     movie = as_movie(movie_frames)
     kind = kind_settings(yaml.safe_load((ROOT / "config" / "config.yaml").read_text()), "cells")
@@ -110,12 +102,6 @@ def run(frames: int = 300, seed: int = 0, **fit_options) -> dict:
     spin = spinning_rows(det[np.isfinite(det["latent"])], truth)
     return _score(spin, {"frames": frames, "n_windows": int(cut.sizes["particle"]), "epochs": len(history),
                          "fit_s": seconds})
-
-
-def _whole(rows: pd.DataFrame) -> pd.Series:
-    """One object of a cell's size: ellipse length and width within 0.6-1.4 times their medians."""
-    return np.logical_and.reduce([rows[c].between(0.6 * rows[c].median(), 1.4 * rows[c].median())
-                                  for c in ("major_axis", "minor_axis")])
 
 
 def _score(spin: pd.DataFrame, out: dict) -> dict:
@@ -147,7 +133,7 @@ def run_workflow(work: Path, frames: int = 300, seed: int = 0) -> dict:
         angle = pd.Series(lat["angle"].values, index=lat["particle_index"].values)
     found = found.reset_index(drop=True).assign(latent=lambda d: angle.reindex(d.index).to_numpy())
     spin = spinning_rows(found[np.isfinite(found["latent"])], truth).assign(track=1)
-    spin["whole"] = _whole(spin)
+    spin["whole"] = load_benchmark("rvae_real").typical(spin, ("major_axis", "minor_axis"))
     return _score(spin, {"frames": frames, "n_windows": len(angle), "wall_s": time.perf_counter() - start,
                          "workflow": str(workflow)})
 

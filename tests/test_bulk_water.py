@@ -1,8 +1,8 @@
 """Real colloid video (../shared/data/bulk_water, when present): our linking equals trackpy's."""
-import importlib.util
 from pathlib import Path
 
 import pytest
+from workflow_helpers import load_benchmark
 
 from rotdyn.formats import read_movie
 
@@ -12,9 +12,7 @@ FRAMES = ROOT.parent / "shared" / "data" / "bulk_water" / "frames"
 
 @pytest.mark.skipif(not FRAMES.is_dir(), reason=f"real colloid video not present at {FRAMES}")
 def test_links_agree_with_trackpy_on_real_colloids():
-    spec = importlib.util.spec_from_file_location("bulk_water", ROOT / "benchmarks" / "bulk_water.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("bulk_water")
     frames = read_movie(FRAMES).frames[:20]
     result = bench.compare(frames)
     assert result["detections"] > 20 * 100 and result["tracks"] > 100

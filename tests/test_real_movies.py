@@ -13,13 +13,14 @@ movies is being worked on.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import xarray as xr
+
+from workflow_helpers import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = next((p / "shared" / "data" for p in ROOT.parents if (p / "shared" / "data").is_dir()), None)
@@ -33,16 +34,9 @@ rvae: {epochs: 3, min_steps: 0, threads: 1}
 """
 
 
-def _bench():
-    spec = importlib.util.spec_from_file_location("real_movies", ROOT / "benchmarks" / "real_movies.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    bench = _bench()
+    bench = load_benchmark("real_movies")
     workflow, truth = bench.prepare(tmp_path_factory.mktemp("real") / "wf", DATA, frames=FRAMES)
     (workflow / "quick.yaml").write_text(QUICK)
     command, wall, cpu, result = bench.run_workflow(workflow, ["quick.yaml"], timeout=1800)

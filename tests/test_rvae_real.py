@@ -7,10 +7,11 @@ the floors here are a little looser (two seeds gave 0.93 and 0.99).
 """
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
+
+from workflow_helpers import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = next((p / "shared" / "data" for p in ROOT.parents if (p / "shared" / "data").is_dir()), None)
@@ -18,15 +19,8 @@ pytestmark = pytest.mark.skipif(DATA is None or not (DATA / "bacteria" / "bacter
                                 reason="real bacteria movie not found: no shared/data/bacteria beside the checkout")
 
 
-def _bench():
-    spec = importlib.util.spec_from_file_location("rvae_real", ROOT / "benchmarks" / "rvae_real.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_latent_angle_follows_the_real_cells():
-    bench = _bench()
+    bench = load_benchmark("rvae_real")
     result = bench.run(bench.load(DATA / "bacteria" / "bacteria.mp4"), every=4)
     assert result["steps"] >= 3000  # the config's min_steps: 700 windows do not undertrain the fit
     assert result["cells_isolated"] >= 4 and result["isolated"]["frames"] >= 300

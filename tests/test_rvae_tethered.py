@@ -7,22 +7,11 @@ as shipped (classical detections, the ``cells`` kind's windows and rVAE settings
 """
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from other_generator import tethered_cell
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("rvae_tethered", ROOT / "benchmarks" / "rvae_tethered.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from workflow_helpers import load_benchmark
 
 
 def test_tethered_cell_turns_about_its_tether():
@@ -36,7 +25,7 @@ def test_tethered_cell_turns_about_its_tether():
 
 
 def test_latent_angle_turns_with_the_spinning_cell():
-    r = _bench().run(frames=150)
+    r = load_benchmark("rvae_tethered").run(frames=150)
     assert r["whole"] >= 140
     assert r["turn_true_angle"] == pytest.approx(18, abs=1)
     assert r["turn_latent"] == pytest.approx(r["turn_true_angle"], rel=0.1), r

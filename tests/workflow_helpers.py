@@ -1,6 +1,7 @@
 """Running the real Snakemake on temporary copies of the workflow (shared by the workflow tests)."""
 from __future__ import annotations
 
+import importlib.util
 import re
 import shutil
 import subprocess
@@ -15,6 +16,20 @@ ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 PARTS = ["Snakefile", "workflow", "config", "profiles", "envs", "src"]
 TINY = ["--configfile", str(ROOT / "tests" / "tiny_config.yaml")]
+
+
+def load_benchmark(name: str):
+    """The script ``benchmarks/<name>.py`` as a module (the benchmarks are scripts, not a package).
+
+    Examples
+    --------
+    >>> load_benchmark("real_movies").TRACKPY["diameter"]
+    9
+    """
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def copy_workflow(dest: Path) -> Path:

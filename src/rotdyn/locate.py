@@ -465,7 +465,7 @@ def locate_frame(mean, variance, classes, centres=None, *, threshold=0.5, split=
                          "training_set.centres: true, or choose another split")
     # a pixel is a particle's when the probability of any particle there exceeds the threshold: with two
     # classes (atoms and dopants) the ensemble may split it between them, neither reaching it alone
-    particle = np.clip(mean, 0, None).sum(axis=0)
+    particle = mean.sum(axis=0)
     if centres is not None:
         centres = np.nan_to_num(np.asarray(centres, np.float32), nan=0.0)
         if centres.shape != mean.shape[1:]:
