@@ -445,8 +445,10 @@ def test_unreadable_files(tmp_path, name, content):
     path = tmp_path / name
     path.write_bytes(content)
     for call in (probe_movie, read_movie):
-        with pytest.raises(MovieReadError, match=name.replace(".", r"\.")):
+        with pytest.raises(MovieReadError, match=name.replace(".", r"\.")) as error:
             call(path)
+        # a library's own exception comes with the file's size (a 0-byte or cut file explains itself)
+        assert "cannot read as" not in str(error.value) or f"({len(content):,} bytes" in str(error.value)
 
 
 def test_truncated_netcdf(tmp_path):

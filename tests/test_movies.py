@@ -307,6 +307,8 @@ def test_sheet_row_by_safe_name_or_original_stem(tmp_path):
     assert load_movie(found.movies["my_data"], settings["my_data"]).sizes["frame"] == 3  # channel b, not a
     assert settings["x"]["pixel_size_nm"] == settings["x_2"]["pixel_size_nm"] == 1.5
     assert found.unused_rows(sheet) == ["ghost"]
+    # a row that names no movie gets a "did you mean" hint when one is close
+    assert found.closest("2021-03-30-Pos_2") == "2021-03-30_Pos2" and found.closest("ghost") is None
     # The probe reads the channel through the stem's row too: a channel the file lacks leaves it out.
     sheet["my data"]["channel"] = "nope"
     skipped = discover(movies, sheet=sheet).skipped

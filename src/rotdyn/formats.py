@@ -19,6 +19,7 @@ import inspect
 import logging
 import os
 import re
+import struct
 import xml.etree.ElementTree as ET
 import zipfile
 from dataclasses import dataclass, field
@@ -362,7 +363,27 @@ def _errors_named(path, fmt: str):
         raise
     except Exception as exc:
         lines = str(exc).strip().splitlines() or [""]  # ffmpeg errors carry its whole log: keep line 1
-        raise MovieReadError(f"{path}: cannot read as {fmt}: {type(exc).__name__}: {lines[0][:300]}") from exc
+        raise MovieReadError(f"{path}: cannot read as {fmt} ({_size_hint(path, exc)}): "
+                             f"{type(exc).__name__}: {lines[0][:300]}") from exc
+
+
+# What a reader raises when it runs off the end of a file or meets nonsense where a header should be.
+_DAMAGE = (IndexError, EOFError, struct.error, OverflowError)
+
+
+def _size_hint(path, exc: Exception) -> str:
+    """The file's size, and a word on damage when the reader tripped over its bytes.
+
+    Examples
+    --------
+    >>> _size_hint(__file__, IndexError("list index out of range")).endswith("bytes; truncated or damaged?")
+    True
+    """
+    try:
+        size = f"{os.path.getsize(path):,} bytes"
+    except OSError:
+        size = "size unknown"
+    return f"{size}; truncated or damaged?" if isinstance(exc, _DAMAGE) else size
 
 
 def _suffix(path: Path) -> str:

@@ -520,7 +520,7 @@ def particle_mass(frame: np.ndarray, x, y, diameter: int, scale: float = 1.0) ->
     Examples
     --------
     A Gaussian spot of height 10 on an even background of 3, against trackpy's own
-    (which rounds the band-passed frame to 8 bits):
+    (which truncates the band-passed frame to 8 bits):
 
     >>> import trackpy
     >>> yy, xx = np.mgrid[:32, :32]

@@ -12,6 +12,7 @@ movies stays cheap.
 """
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import os
@@ -215,6 +216,28 @@ class Discovery:
         """
         known = {*self.movies, *names, *(_nfc(movie_stem(path)) for path in self.movies.values())}
         return sorted(key for key in sheet if key not in known and _nfc(key) not in known)
+
+    def closest(self, key: str) -> str | None:
+        """The movie name most like a sheet row ``key`` that names none, for a "did you mean" hint.
+
+        Parameters
+        ----------
+        key : str
+            A sample-sheet row's movie name.
+
+        Returns
+        -------
+        str or None
+            The movie's (safe) name, or None when none is close (:func:`difflib.get_close_matches`).
+
+        Examples
+        --------
+        >>> found = Discovery({"Bact_5um_x_40__pos3": Path("m/Bact 5µm × 40 – pos#3.tif")})
+        >>> found.closest("Bact_5um_x_40_-_pos3"), found.closest("ghost")
+        ('Bact_5um_x_40__pos3', None)
+        """
+        match = difflib.get_close_matches(_nfc(key), list(self.movies), n=1, cutoff=0.6)
+        return match[0] if match else None
 
     def notes(self) -> list[tuple[str, str]]:
         """What planning reports, as (``"info"`` or ``"warning"``, message).

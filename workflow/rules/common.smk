@@ -80,7 +80,9 @@ if workflow.is_main_process:
     for level, note in FOUND.notes():  # renamed movies (path -> name), clashes of names, skipped files
         getattr(logger, level)(f"rotdyn: {note}")
     for name in FOUND.unused_rows(SHEET, MOVIES):
-        logger.warning(f"rotdyn: sample sheet {config['sample_sheet']} names {name!r}, which is not in {config['movies_dir']}")
+        hint = f" (did you mean {close!r}?)" if (close := FOUND.closest(name)) else ""
+        logger.warning(f"rotdyn: sample sheet {config['sample_sheet']} names {name!r}, which is not in "
+                       f"{config['movies_dir']}{hint}")
     for name in sorted(MOVIES):
         logger.info(f"rotdyn: {name}: particles '{KIND[name]}'")
     if not FOUND.movies:
