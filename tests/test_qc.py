@@ -147,7 +147,7 @@ def test_good_run_trips_nothing(good_run, kind, caplog):
     assert tripped(report) == [] and report["warnings"] == [] and not caplog.records
     assert report["movie"] == "good" and report["kind"] == "rods" and report["bad_frames"] == []
     assert [c["name"] for c in report["checks"]] == ["particle_count", "frames", "coverage", "size", "disagreement",
-                                                     "border", "reconstruction", "angle"]
+                                                     "border", "reconstruction", "angle", "held_out"]
     assert all(set(c) >= {"name", "value", "threshold", "ok", "message"} for c in report["checks"])
     # the series against the truth: the tiny ensemble merges a touching pair or two per frame
     truth = sim.truth.groupby("frame").size().to_numpy()
@@ -158,6 +158,7 @@ def test_good_run_trips_nothing(good_run, kind, caplog):
     assert abs(c["coverage"]["value"] - truth_share) < 0.3 * truth_share
     assert 0.7 < c["size"]["value"] < 1.4 and c["angle"]["value"] > 0.9
     assert c["reconstruction"]["value"] < 0.7  # measured 0.47-0.51
+    assert -0.1 < c["held_out"]["value"] < 0.1  # measured 0.008: held-out windows fit as well as the rest
     with xr.open_dataset(folder / "latents.nc") as lat:
         assert np.isfinite(lat["reconstruction_error"].values).all()
 
@@ -202,6 +203,19 @@ def test_untrained_or_frozen_rvae_trips_angle_and_reconstruction(good_run, kind)
     write_netcdf(frozen, folder / "frozen.nc")
     angle = checks(run_qc(folder, kind, latents="frozen.nc"))["angle"]
     assert angle["message"].startswith("latent angle nearly constant while particle orientations spread over")
+
+
+def test_rvae_that_memorised_a_few_windows_trips_held_out(good_run, kind):
+    """One frame's windows, drilled for many epochs: the held-out ones are reconstructed far worse."""
+    folder, _ = good_run
+    with xr.open_dataset(folder / "patches.nc") as patches:
+        first = patches.load().isel(particle=patches["frame"].values == 0)
+    encode_to(folder, first, epochs=1500, name="memorised.nc", batch_size=4, hidden=128)
+    held_out = checks(run_qc(folder, kind, latents="memorised.nc"))["held_out"]
+    assert not held_out["ok"] and held_out["value"] > 0.5  # measured 1.07 (the good run: 0.008)
+    assert "it memorised its windows" in held_out["message"] and "rvae.scope: pooled" in held_out["message"]
+    with xr.open_dataset(folder / "memorised.nc") as lat:
+        assert f"its {lat.attrs['rvae_n_train']} training windows" in held_out["message"]
 
 
 def test_particles_twice_the_training_size_trip_the_size_check(kind, tmp_path):
