@@ -94,6 +94,8 @@ def test_demo_runs_through_patches_then_nothing_to_do(workflow):
     assert summary["settings"]["rvae"]["polarity"] is True and summary["settings"]["patches"]["source"] == "frames"
     assert summary["tracks"] == tracks.particle.nunique()
     assert set(summary["transition_frame"]) == {"angle", "dx", "dy", "z1", "z2"}
+    for name, why in summary["transition_reason"].items():  # a reason exactly where there is no transition
+        assert (why is None) == (summary["transition_frame"][name] is not None), (name, why)
     figures = results / "demo_rods" / "figures"
     for name in ("rvae_manifold.png", "latent_histograms.png", "angle_vs_latents.png", "rvae_history.png",
                  "dynamics/angle.png", "tracks.png", "latent_angle.gif"):

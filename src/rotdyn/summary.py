@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 
+import numpy as np
 import pandas as pd
 import xarray as xr
 
@@ -37,7 +38,8 @@ def movie_summary(movie: xr.Dataset, latents: xr.Dataset, nmf: xr.Dataset, track
         ``frames``, ``pixel_size_nm``, ``frame_interval_s``, ``particles``,
         ``particles_per_frame`` (``mean``, ``min``, ``max``), ``tracks``,
         ``median_track_length``, ``transition_frame`` and
-        ``transition_uncertainty`` per latent, ``qc`` (``ok``, ``warnings``,
+        ``transition_uncertainty`` per latent, ``transition_reason`` (why a
+        latent has no transition frame: :func:`transition_reasons`), ``qc`` (``ok``, ``warnings``,
         ``bad_frames``, ``checks``: name -> passed), ``particle_kind`` (from the
         settings), ``contrast`` (what ingest decided: ``value``, ``setting``,
         ``reason``), ``settings``, ``rotdyn_version``.
@@ -73,10 +75,60 @@ def movie_summary(movie: xr.Dataset, latents: xr.Dataset, nmf: xr.Dataset, track
         "median_track_length": plain(float(tracks["length"].median())) if len(tracks) else None,
         "transition_frame": {n: plain(float(nmf[f"{TRANSITION}{n}"])) for n in names},
         "transition_uncertainty": {n: plain(float(nmf[f"{TRANSITION_UNCERTAINTY}{n}"])) for n in names},
+        "transition_reason": transition_reasons(nmf, _dynamics_frames(per_frame, qc)),
         "qc": _qc_summary(qc),
         "settings": settings,
         "rotdyn_version": __version__,
     }
+
+
+def transition_reasons(nmf: xr.Dataset, frames_with_particles: int) -> dict:
+    """Per latent, why it has no transition frame (None where it has one), from ``nmf.nc``.
+
+    Parameters
+    ----------
+    nmf : xr.Dataset
+        ``nmf.nc`` (:func:`rotdyn.nmf.nmf_maps`): ``transition_frame_<latent>``,
+        ``transition_score_<latent>`` and the attributes ``min_score`` and
+        ``min_segment``.
+    frames_with_particles : int
+        Frames the dynamics saw particles in (bad frames left out).
+
+    Returns
+    -------
+    dict of str to str or None
+
+    Examples
+    --------
+    >>> nmf = xr.Dataset({"transition_frame_angle": 30.0, "transition_score_angle": 0.9,
+    ...                   "transition_frame_z1": np.nan, "transition_score_z1": 0.2,
+    ...                   "transition_frame_z2": np.nan, "transition_score_z2": np.nan},
+    ...                  attrs={"min_score": 0.5, "min_segment": 3})
+    >>> for name, why in transition_reasons(nmf, 4).items():
+    ...     print(name, why)
+    angle None
+    z1 no single step explains the change of its distribution (score 0.20 < min_score 0.5)
+    z2 4 frames with particles: a step needs 3 on either side, 6 in all
+    """
+    out = {}
+    for name in transition_names(nmf):
+        score = float(nmf[f"transition_score_{name}"]) if f"transition_score_{name}" in nmf else np.nan
+        if np.isfinite(float(nmf[f"{TRANSITION}{name}"])):
+            out[name] = None
+        elif np.isfinite(score):
+            out[name] = (f"no single step explains the change of its distribution (score {score:.2f} < "
+                         f"min_score {nmf.attrs.get('min_score')})")
+        else:
+            segment = int(nmf.attrs.get("min_segment", 1))
+            out[name] = (f"{frames_with_particles} frames with particles: a step needs {segment} on either side, "
+                         f"{2 * segment} in all")
+    return out
+
+
+def _dynamics_frames(per_frame: pd.Series, qc: dict | None) -> int:
+    """Frames with particles that the dynamics use (qc's bad frames left out)."""
+    bad = set((qc or {}).get("bad_frames", []))
+    return int(sum(count > 0 and frame not in bad for frame, count in per_frame.items()))
 
 
 def _qc_summary(qc: dict | None) -> dict | None:
