@@ -405,10 +405,17 @@ def read_colloids(path: Path = COLLOIDS) -> pd.DataFrame:
 
 
 def in_regions(table: pd.DataFrame, shape, margin: float = 9.0) -> pd.DataFrame:
-    """The rows of ``table`` inside the hand-checked regions and at least ``margin`` px from the frame's edge."""
+    """The rows of ``table`` inside the hand-checked regions and at least ``margin`` px from the frame's edge.
+
+    Examples
+    --------
+    >>> points = pd.DataFrame({"frame": [0, 0, 25, 1], "x": [100.0, 400.0, 400.0, 100.0], "y": 50.0})
+    >>> in_regions(points, (424, 640))["x"].tolist()  # frame 0's region is x < 320; frame 1 has none
+    [100.0, 400.0]
+    """
     (w, h), table = COLLOID_REGION_SIZE, _inside(table, shape, margin)
-    x0 = table["frame"].map(lambda f: COLLOID_REGIONS.get(f, (np.nan, np.nan))[0])
-    y0 = table["frame"].map(lambda f: COLLOID_REGIONS.get(f, (np.nan, np.nan))[1])
+    corner = pd.DataFrame.from_dict(COLLOID_REGIONS, orient="index", columns=["x0", "y0"]).reindex(table["frame"])
+    x0, y0 = corner["x0"].to_numpy(), corner["y0"].to_numpy()  # NaN where a frame has no region: left out
     keep = (table.x >= x0) & (table.x < x0 + w) & (table.y >= y0) & (table.y < y0 + h)
     return table[keep].reset_index(drop=True)
 
@@ -416,9 +423,10 @@ def in_regions(table: pd.DataFrame, shape, margin: float = 9.0) -> pd.DataFrame:
 def score_colloids(detected: pd.DataFrame, hand: pd.DataFrame, shape, max_distance: float = 3.0) -> dict:
     """Detections against the hand-checked colloids, matched one to one within ``max_distance`` px.
 
-    Only the regions of the frames ``hand`` lists are scored. A particle of mass >= :data:`MASS_LINE` must be found (recall); a
-    detection matched to a fainter particle or an unsure one is left out of
-    precision; one matched to a duplicate or not, or to nothing, is false.
+    Only the regions of the frames ``hand`` lists are scored. A particle of
+    mass >= :data:`MASS_LINE` must be found (recall); a detection matched to
+    a fainter particle or an unsure one is left out of precision; one
+    matched to a duplicate or not, or to nothing, is false.
 
     Examples
     --------
