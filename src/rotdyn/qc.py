@@ -654,8 +654,9 @@ def check_held_out(train_loss, test_loss, pixels: int, n_train: int, n_test: int
     With few windows (a small movie, one frame) the rVAE can fit every
     training window closely and none it has not seen: its content variables
     then describe those windows, not the particles. (The angle can survive:
-    on 20 frames of the tethered spinning cell, 30 training windows, the
-    latent axis turned with the cell, slope 1.02, at a gap of 1.17.)
+    on 20 frames of the tethered-cell stand-in of tests/other_generator.py,
+    30 training windows, the latent axis turned with the cell, slope 1.02,
+    at a gap of 1.17.)
 
     The value is the final epoch's -ELBO on the held-out windows minus on
     the training windows, in nats per pixel; with a Gaussian likelihood,
