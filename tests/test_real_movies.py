@@ -6,9 +6,10 @@ lattice and a simulated low-dose STEM movie (``atoms``, contrast auto), with few
 
 The bounds are floors under what the chain reaches today with these settings (measured 2026-12-05: bacteria
 precision 1.0, recall 1.0 on the 34 whole cells of frames 0 and 42 (0.81 and 0.65 before the neck split), axis
-error 1.1 deg, median track 60 of 60 frames; colloids recall 0.989 against trackpy, precision 0.81 with trackpy's
-minmass as min_mass (0.56 without, 0.39 before focus_depth), and against the 277 colloids judged by eye in frames
-0, 25 and 50 precision 0.978, recall 0.978 (trackpy 0.992, 0.859); low-dose atoms averaged over 9 frames precision
+error 1.1 deg, median track 60 of 60 frames; colloids against trackpy (separation 5) precision 0.914, recall 0.988
+with trackpy's minmass as min_mass, 0.965 and 0.995 with either free within 10 % of it, and against the 277
+colloids judged by eye in frames 0, 25 and 50 precision 0.978, recall 0.978 (trackpy 0.989, 0.960; with the
+walkthrough's separation 0.992, 0.859); low-dose atoms averaged over 9 frames precision
 0.984, recall 0.950, classes 0.982; README "Real movies"): they catch a regression while the accuracy on real
 movies is being worked on.
 """
@@ -67,14 +68,16 @@ def test_colloids_agree_with_trackpy(run):
     bench, results, _ = run
     s = bench._score_spheres(results / "bulk_water", DATA)
     assert s["n_reference"] > 100 * 10
-    # given trackpy's minmass (min_mass), rotdyn still lists colloids in contact that trackpy's separation drops
-    assert s["recall"] >= 0.95 and s["precision"] >= 0.75, s
-    assert s["theirs_in_ours"] >= 0.9 and s["ours_in_theirs"] >= 0.9, s
-    # against the colloids judged by eye (frames 0, 25, 50 of the hand-checked five): rotdyn finds the colloids in
-    # contact that trackpy leaves out, and its extra detections are colloids
-    hand, theirs = s["hand_rotdyn"], s["hand_trackpy"]
-    assert hand["n_required"] >= 250 and hand["precision"] >= 0.95 and hand["recall"] >= 0.95, hand  # 0.978, 0.978
-    assert theirs["recall"] < hand["recall"], theirs
+    # given trackpy's minmass (min_mass): what differs is mostly particles near that line (0.914, 0.988) ...
+    assert s["recall"] >= 0.95 and s["precision"] >= 0.88, s
+    # ... so with either tool free within 10 % of it, the two agree (0.965, 0.995)
+    assert s["banded"]["precision"] >= 0.93 and s["banded"]["recall"] >= 0.93, s["banded"]
+    assert s["theirs_in_ours"] >= 0.93 and s["ours_in_theirs"] >= 0.93, s  # 0.973, 0.995
+    # against the colloids judged by eye (frames 0, 25, 50 of the hand-checked five) rotdyn finds colloids in
+    # contact (0.978, 0.978); the walkthrough's separation of 10 px drops them (recall 0.859), 5 px far fewer (0.960)
+    hand, walkthrough = s["hand_rotdyn"], s["hand_walkthrough"]
+    assert hand["n_required"] >= 250 and hand["precision"] >= 0.95 and hand["recall"] >= 0.95, hand
+    assert walkthrough["recall"] < 0.9 and walkthrough["recall"] < s["hand_trackpy"]["recall"], s
     # round colloids have no orientation for the rVAE's angle to follow: the angle check is skipped, not tripped
     angle = {c["name"]: c for c in json.loads((results / "bulk_water" / "qc.json").read_text())["checks"]}["angle"]
     assert angle["ok"] and angle["note"].startswith("mostly round particles"), angle
