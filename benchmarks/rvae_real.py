@@ -123,7 +123,7 @@ def tracks(det: pd.DataFrame, search_range: float = 10.0) -> pd.DataFrame:
 
 
 def windows(movie: xr.Dataset, det: pd.DataFrame, size: int, **options) -> xr.Dataset:
-    """Windows cut as the workflow's patches stage cuts them (frames, edge drop), indexed by ``det``'s rows."""
+    """Windows cut as the workflow's patches stage cuts them (from the frames), indexed by ``det``'s rows."""
     particles = xr.Dataset({name: ("particle", det[name].to_numpy()) for name in ("x", "y")},
                            coords={"particle": det.index.to_numpy()})
     particles["frame"] = ("particle", movie["frame"].values[det["frame"].to_numpy()])
@@ -142,13 +142,12 @@ def score(df: pd.DataFrame, angle) -> dict:
             "whole": follow_slope(runs(df, "whole")), "isolated": follow_slope(runs(df, "isolated"))}
 
 
-def run(movie: xr.Dataset, every: int = 4, centre: str | None = None, **fit_options) -> dict:
+def run(movie: xr.Dataset, every: int = 4, **fit_options) -> dict:
     """Detect, link, cut, train on every ``every``-th frame, encode all windows, score."""
     cfg = config()
     kind = kind_settings(cfg, "cells")
     det = tracks(detect(movie["frames"].values))
-    options = {} if centre is None else {"centre": centre}
-    cut = windows(movie, det, kind["patches"]["size"], **options)
+    cut = windows(movie, det, kind["patches"]["size"], edge=kind["patches"]["edge"])
     frame_of = det.loc[cut["particle"].values, "frame"].to_numpy()
     train = cut["patches"].values[frame_of % every == 0]
     settings = {**rvae_fit_settings(kind["rvae"], "frames"), **fit_options}

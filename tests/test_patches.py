@@ -60,6 +60,24 @@ def test_drop_and_pad_at_the_edges():
     assert extract_patches(from_frames(movie), parts, size=5, edge="drop").sizes["particle"] == 2
 
 
+def test_pad_is_the_background_of_each_frame():
+    # Mid-grey frames (0.3 and 0.6 with noise) and a dark-rimmed bright particle at the left border: the pad
+    # is each frame's median, as dark as nothing in the frame; a probability map's pad stays 0.
+    rng = np.random.default_rng(0)
+    data = np.stack([level + 0.02 * rng.standard_normal((H, W)) for level in (0.3, 0.6)]).astype(np.float32)
+    data[:, 18:23, 0:4] = 1.0
+    movie = xr.Dataset({"frames": (("frame", "y", "x"), data)}, coords={"frame": [10, 11]})
+    parts = particles([10, 11], [1, 1], [20, 20])
+    p = extract_patches(from_frames(movie), parts, size=9, edge="pad", source="frames")["patches"].values
+    for window, frame in zip(p, data):
+        assert (window[:, :3] == np.float32(np.median(frame))).all()  # the three columns left of the image
+        assert window[:, 3:].min() > np.median(frame) - 0.1  # and nothing darker came from the image
+    prob = xr.Dataset({"mean": (("frame", "class", "y", "x"), data[:, None])},
+                      coords={"frame": [10, 11], "class": [1]})
+    q = extract_patches(from_probability(prob), parts, size=9, edge="pad")["patches"].values
+    assert (q[:, :, :3] == 0).all()
+
+
 def test_index_back_into_particles_after_drops(tmp_path):
     x = [1, 20, 48, 30, 10, 25]
     y = [20, 20, 20, 2, 30, 12]

@@ -9,9 +9,10 @@ below and right of the centre for even sizes. The sub-pixel remainder
 
 At the frame border, ``edge="drop"`` leaves out windows that would cross it
 (their index back into ``particles.nc`` shows which), ``edge="pad"`` fills the
-missing part with zeros. Zeros, not a reflection: zero is background in a
-probability map, and a mirrored half-particle would add structure the VAE
-would try to explain; the ``padded`` variable marks such windows.
+missing part with background: zero in a probability map, the frame's median
+in a frame (a zero there would be a dark band the VAE would try to explain,
+darker than any halo). Background, not a reflection: a mirrored half-particle
+would add structure too; the ``padded`` variable marks such windows.
 """
 from __future__ import annotations
 
@@ -100,8 +101,8 @@ def from_frames(movie: xr.Dataset, variable: str = "frames") -> ImageSource:
     return lambda frame, cls: frame_of(frame)
 
 
-def window(image: np.ndarray, row: int, col: int, size: int) -> tuple[np.ndarray, bool]:
-    """The ``size`` x ``size`` window with (row, col) at index ``size // 2``, zero outside the image.
+def window(image: np.ndarray, row: int, col: int, size: int, fill: float = 0.0) -> tuple[np.ndarray, bool]:
+    """The ``size`` x ``size`` window with (row, col) at index ``size // 2``, ``fill`` outside the image.
 
     Parameters
     ----------
@@ -111,6 +112,8 @@ def window(image: np.ndarray, row: int, col: int, size: int) -> tuple[np.ndarray
         The pixel to centre on.
     size : int
         Window side, px.
+    fill : float
+        The value of pixels outside the image.
 
     Returns
     -------
@@ -126,10 +129,12 @@ def window(image: np.ndarray, row: int, col: int, size: int) -> tuple[np.ndarray
     >>> out, inside = window(image, 0, 1, 3)
     >>> out.tolist(), inside
     ([[0.0, 0.0, 0.0], [0.0, 1.0, 2.0], [4.0, 5.0, 6.0]], False)
+    >>> window(image, 3, 3, 3, fill=-1.0)[0].tolist()
+    [[10.0, 11.0, -1.0], [14.0, 15.0, -1.0], [-1.0, -1.0, -1.0]]
     """
     H, W = image.shape
     r0, c0 = row - size // 2, col - size // 2
-    out = np.zeros((size, size), np.float32)
+    out = np.full((size, size), fill, np.float32)
     top, left = max(r0, 0), max(c0, 0)
     bottom, right = min(r0 + size, H), min(c0 + size, W)
     if top < bottom and left < right:
@@ -138,11 +143,25 @@ def window(image: np.ndarray, row: int, col: int, size: int) -> tuple[np.ndarray
     return out, inside
 
 
+def _background(source: str):
+    """``(frame, image) -> float``: the pad value, 0 for probability maps, else the frame's median (cached)."""
+    cache = {}
+
+    def value(frame, image):
+        if source == "probability":
+            return 0.0
+        if cache.get("frame") != frame:
+            cache.update(frame=frame, value=float(np.median(image)))
+        return cache["value"]
+
+    return value
+
+
 def _dataset(patches, index, copied, padded, size, attrs):
     offset = np.arange(size) - size // 2  # py = px = 0 at the particle's pixel
     data = {"patches": (("particle", "py", "px"), patches),
             "particle_index": ("particle", index),
-            "padded": ("particle", padded, {"long_name": "1 where the window was zero-padded"})}
+            "padded": ("particle", padded, {"long_name": "1 where the window was padded with background"})}
     data.update({name: ("particle", values) for name, values in copied.items()})
     return xr.Dataset(data, coords={"particle": index, "py": offset, "px": offset}, attrs=attrs)
 
@@ -161,7 +180,8 @@ def extract_patches(images: ImageSource, particles: xr.Dataset, *, size: int = 2
     size : int
         Window side, px (centring: see the module docstring).
     edge : {"drop", "pad"}
-        Windows crossing the frame border are left out, or zero-padded.
+        Windows crossing the frame border are left out, or padded with
+        background (0 for "probability", the frame's median for "frames").
     source : str
         What ``images`` returns ("probability" or "frames"); recorded as the
         ``patch_source`` attribute (``source`` already names the movie file).
@@ -213,6 +233,14 @@ def extract_patches(images: ImageSource, particles: xr.Dataset, *, size: int = 2
     (2, 1, 0.5)
     >>> extract_patches(from_probability(prob), particles, size=5, edge="pad")["padded"].values.tolist()
     [0, 1]
+
+    Cut from a frame, the pad is the frame's background (its median), not a dark band:
+
+    >>> movie = xr.Dataset({"frames": (("frame", "y", "x"), np.full((2, 16, 16), 0.4, np.float32))},
+    ...                    coords={"frame": [0, 1]})
+    >>> pad = extract_patches(from_frames(movie), particles, size=5, edge="pad", source="frames")
+    >>> float(pad["patches"][1].min())
+    0.4
     """
     size = int(size)
     if size < 1:
@@ -227,8 +255,11 @@ def extract_patches(images: ImageSource, particles: xr.Dataset, *, size: int = 2
     cols = np.floor(particles["x"].values + 0.5).astype(np.int64)
     cut = np.zeros((n, size, size), np.float32)
     inside = np.zeros(n, bool)
+    background = _background(source)
     for i in np.argsort(frames, kind="stable"):  # frame by frame: each frame is read once
-        cut[i], inside[i] = window(images(frames[i], classes[i]), rows[i], cols[i], size)
+        image = images(frames[i], classes[i])
+        fill = background(frames[i], image) if edge == "pad" else 0.0
+        cut[i], inside[i] = window(image, rows[i], cols[i], size, fill)
     keep = inside if edge == "drop" else np.ones(n, bool)
     n_dropped = int(n - keep.sum())
     attrs.update(n_particles=int(n), n_border=int(n - inside.sum()), n_dropped=n_dropped,
