@@ -285,6 +285,17 @@ def test_blank_saturated_and_streaked_frames_are_bad_frames():
     check, bad = qc.check_frames([qc.frame_features(f) for f in frames[:10]])
     assert bad == [5, 9] and "set last_frame: 8" in check["message"]
 
+    # the bad frames' odd particle counts are not a second warning; an odd count in a good frame still is
+    counts = np.array([6] * 16)
+    counts[[5, 9, 12]] = [0, 40, 25]
+    count, _, bad, outliers = qc.count_and_frame_checks(counts, [qc.frame_features(f) for f in frames], usable,
+                                                        np.arange(16))
+    assert bad == [5, 9, 12] and count["ok"] and outliers == []
+    counts[2] = 30
+    count, _, _, outliers = qc.count_and_frame_checks(counts, [qc.frame_features(f) for f in frames], usable,
+                                                      np.arange(16))
+    assert not count["ok"] and outliers == [2] and "median 6 per frame" in count["message"]
+
 
 @pytest.mark.skipif(not ASD.exists(), reason=f"real HS-AFM movie absent ({ASD})")
 def test_real_afm_frames_where_the_tip_lost_the_surface():

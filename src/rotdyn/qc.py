@@ -945,15 +945,48 @@ def _number(attrs: dict, key: str) -> float | None:
         return None
 
 
+def count_and_frame_checks(counts, features, usable, frames, limits: dict = THRESHOLDS) -> tuple[dict, dict, list, list]:
+    """The bad-frame check, then the particle-count check on the frames that are not bad.
+
+    A frame already bad (the tip lost the surface, a blank) is not counted
+    again as a particle-count outlier: one problem, one warning, and the
+    median count is that of the frames the dynamics keep (all frames when
+    every one is bad).
+
+    Returns
+    -------
+    count_check, frame_check : dict
+        :func:`check_particle_counts` and :func:`check_frames`.
+    bad, outliers : list
+        The bad frames and the count outliers among the others.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> images = rng.random((8, 32, 32))
+    >>> usable = np.ones(8, np.uint8); usable[3] = 0  # a blank frame, where no particle is found
+    >>> counts = np.array([20, 21, 19, 0, 22, 20, 21, 20])
+    >>> count, frame, bad, outliers = count_and_frame_checks(counts, [frame_features(f) for f in images], usable,
+    ...                                                      np.arange(8))
+    >>> bad, outliers, count["ok"], frame["ok"]
+    ([3], [], True, False)
+    """
+    counts, frames = np.asarray(counts), np.asarray(frames)
+    frame_check, bad = check_frames(features, usable, frames, limit=limits["frame_distance"],
+                                    min_frames=limits["min_frames"])
+    counted = ~np.isin(frames, bad)
+    counted = counted if counted.any() else ~counted
+    count_check, outliers = check_particle_counts(counts[counted], frames[counted], z_max=limits["count_z"])
+    return count_check, frame_check, bad, outliers
+
+
 def _frame_checks(job, threshold: float, limits: dict):
     """The particle-count and bad-frame checks, and the per-frame table of the frames that are not bad."""
     table, features = _per_frame(job.input.movie, job.input.probability, threshold)
     frames = table.index.to_numpy()
     particles = read_particles(job.input.particles)
     counts = particles["frame"].value_counts().reindex(frames, fill_value=0).to_numpy()
-    count_check, outliers = check_particle_counts(counts, frames, z_max=limits["count_z"])
-    frame_check, bad = check_frames(features, table["usable"], frames, limit=limits["frame_distance"],
-                                    min_frames=limits["min_frames"])
+    count_check, frame_check, bad, outliers = count_and_frame_checks(counts, features, table["usable"], frames, limits)
     good = table.drop(index=bad)
     series = {"bad_frames": bad, "count_outliers": outliers, "frames": frames, "particles_per_frame": counts}
     return [count_check, frame_check], good[good["share"].notna()], particles, series
