@@ -338,7 +338,25 @@ def score_afm(results: Path, clean: range = range(22), bad: range = range(22, 32
     return {"qc_bad_frames": qc["bad_frames"], "kde_bad_frames": kde_bad,
             "flagged_right": sorted(qc["bad_frames"]) == list(bad) and kde_bad == list(bad),
             "clean_frames_with_particles": sum(c > 0 for c in per_frame), "particles_per_clean_frame": per_frame,
-            "qc_ok": qc.get("ok"), "warnings": qc.get("warnings", [])}
+            "qc_count_outliers": qc["count_outliers"], "qc_ok": qc.get("ok"), "warnings": qc.get("warnings", [])}
+
+
+def tripped_checks(results: Path) -> dict:
+    """``{movie: {check: value}}``: the qc checks that each movie of a finished run tripped (its qc.json).
+
+    Examples
+    --------
+    >>> folder = Path(tempfile.mkdtemp()); (folder / "m").mkdir()
+    >>> checks = [{"name": "border", "value": 0.3, "ok": False}, {"name": "angle", "value": 0.9, "ok": True}]
+    >>> _ = (folder / "m" / "qc.json").write_text(json.dumps({"checks": checks}))
+    >>> tripped_checks(folder)
+    {'m': {'border': 0.3}}
+    """
+    out = {}
+    for path in sorted(results.glob("*/qc.json")):
+        checks = json.loads(path.read_text())["checks"]
+        out[path.parent.name] = {c["name"]: c["value"] for c in checks if not c["ok"]}
+    return out
 
 
 def score_atoms(detected: pd.DataFrame, truth: pd.DataFrame, shape, max_distance: float = 3.0,
@@ -395,7 +413,8 @@ def report(workflow: Path, truth: pd.DataFrame, data: Path) -> dict:
         print(f"asd_sample_0 (lattice): qc bad_frames {afm['qc_bad_frames']}, kde.nc bad_frames "
               f"{afm['kde_bad_frames']} ({'right' if afm['flagged_right'] else 'WRONG'}: 22-31); "
               f"{afm['clean_frames_with_particles']} of 22 clean frames analysed "
-              f"(particles per frame {min(afm['particles_per_clean_frame'])}-{max(afm['particles_per_clean_frame'])})")
+              f"(particles per frame {min(afm['particles_per_clean_frame'])}-{max(afm['particles_per_clean_frame'])}"
+              f"; count outliers among them {afm['qc_count_outliers']})")
     if (results / "stem_atoms" / "particles.nc").exists():
         with xr.open_dataset(results / "stem_atoms" / "movie.nc") as movie:
             shape, contrast = movie["frames"].shape[1:], movie.attrs.get("contrast_reason", "")
@@ -403,6 +422,11 @@ def report(workflow: Path, truth: pd.DataFrame, data: Path) -> dict:
         print(f"stem_atoms (atoms, contrast auto: {contrast}): precision {atoms['precision']:.3f}, recall "
               f"{atoms['recall']:.3f} ({atoms['n_matched']} of {atoms['n_reference']} atoms, within 3 px), "
               f"class agreement {atoms['class_agreement']:.3f}")
+    out["qc"] = tripped_checks(results)
+    for movie, tripped in out["qc"].items():
+        flags = ", ".join(f"{name} {value:.3g}" if isinstance(value, float) else f"{name} {value}"
+                          for name, value in tripped.items())
+        print(f"{movie} self-check tripped: {flags or 'nothing'}")
     return out
 
 
