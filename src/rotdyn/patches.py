@@ -11,8 +11,9 @@ At the frame border, ``edge="drop"`` leaves out windows that would cross it
 (their index back into ``particles.nc`` shows which), ``edge="pad"`` fills the
 missing part with background: zero in a probability map, the frame's median
 in a frame (the background while particles cover less than half of it; a
-zero there would be a dark band the VAE would try to explain). Background, not a reflection: a mirrored half-particle
-would add structure too; the ``padded`` variable marks such windows.
+zero there would be a dark band the VAE would try to explain). Background,
+not a reflection: a mirrored half-particle would add structure too; the
+``padded`` variable marks such windows.
 """
 from __future__ import annotations
 

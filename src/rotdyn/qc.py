@@ -945,7 +945,8 @@ def _number(attrs: dict, key: str) -> float | None:
         return None
 
 
-def count_and_frame_checks(counts, features, usable, frames, limits: dict = THRESHOLDS) -> tuple[dict, dict, list, list]:
+def count_and_frame_checks(counts, features, usable, frames,
+                           limits: dict = THRESHOLDS) -> tuple[dict, dict, list, list]:
     """The bad-frame check, then the particle-count check on the frames that are not bad.
 
     A frame already bad (the tip lost the surface, a blank) is not counted
