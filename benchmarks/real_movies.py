@@ -440,20 +440,22 @@ def _score_spheres(results: Path, data: Path) -> dict:
     loose = trackpy_detections(frames, first_frame=first, minmass=line * (1 - BAND), **settings)
     reference = loose[loose["mass"] >= line]
     margin = TRACKPY["diameter"]  # trackpy leaves out features this near the edge; so do we, on both sides
-    s = score_points(_particles(results), reference, 2.0, shape, margin)
+    ours = _particles(results)
+    s = score_points(ours, reference, 2.0, shape, margin)
     s.pop("pairs")
-    s["banded"] = score_banded(_particles(results), loose, line, 2.0, shape, margin)
+    s["banded"] = score_banded(ours, loose, line, 2.0, shape, margin)
     trackpy.quiet()
     theirs = trackpy.link(_inside(reference, shape, margin), TRACKPY["search_range"], memory=TRACKPY["memory"])
-    ours = _inside(pd.read_csv(results / "tracks.csv"), shape, margin)
-    s.update(link_agreement(ours, theirs, 2.0))
+    tracks = _inside(pd.read_csv(results / "tracks.csv"), shape, margin)
+    s.update(link_agreement(tracks, theirs, 2.0))
     hand = read_colloids()
     hand = hand[hand.frame.between(first, last)]  # the hand-checked frames this run analysed
-    s["hand_rotdyn"] = score_colloids(_particles(results), hand, shape)
+    s["hand_rotdyn"] = score_colloids(ours, hand, shape)
     s["hand_trackpy"] = score_colloids(reference, hand, shape)
-    hand_frames = frames[hand.frame.unique() - first]  # the walkthrough's separation, on the hand-checked frames
-    walkthrough = trackpy_detections(hand_frames, minmass=line, **{**settings, "separation": WALKTHROUGH_SEPARATION})
-    walkthrough["frame"] = hand.frame.unique()[walkthrough["frame"]]
+    hand_frames = hand.frame.unique()  # the walkthrough's separation, on the hand-checked frames only
+    walkthrough = trackpy_detections(frames[hand_frames - first], minmass=line,
+                                     **{**settings, "separation": WALKTHROUGH_SEPARATION})
+    walkthrough["frame"] = hand_frames[walkthrough["frame"]]
     s["hand_walkthrough"] = score_colloids(walkthrough, hand, shape)
     return s
 

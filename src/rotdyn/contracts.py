@@ -83,6 +83,7 @@ _Z_NAME = re.compile(r"z(\d+)")
 DENSITY = "density_"
 TRANSITION = "transition_frame_"
 TRANSITION_UNCERTAINTY = "transition_uncertainty_"
+TRANSITION_SCORE = "transition_score_"
 
 
 def movie_attrs(attrs: dict) -> dict:

@@ -16,8 +16,8 @@ Checks and thresholds (:data:`THRESHOLDS`)
 check               value                                       trips when    why this threshold
 ==================  ==========================================  ============  =========================================
 ``particle_count``  frames whose particle count is an outlier   any frame,    robust z (median, 1.4826 MAD, at least
-                    (robust z), or no particles at all          z > 4         the Poisson sd sqrt(median)): a frame
-                                                                              4 sd off is not counting noise
+                    (robust z) among those ``frames`` does not  z > 4         the Poisson sd sqrt(median)): a frame
+                    call bad, or no particles at all                          4 sd off is not counting noise
 ``frames``          frames that are blank, saturated or unlike  any frame     distance = root sum of squares of the
                     the others: distance from the movie's       > 8           robust z of :func:`frame_features` (scale
                     typical frame                                             floors keep alike frames from flagging
@@ -48,8 +48,9 @@ check               value                                       trips when    wh
                     (eccentricity >= 0.8)                       spread (circ. untrained 0.06-0.17, an rVAE that
                                                                 var. >= 0.3)  learnt only the mean image 0.16-0.24;
                                                                 and >= half   skipped for round kinds: real colloids
-                                                                elongated     22 % elongated, low-dose atoms 31 %,
-                                                                              HS-AFM rings 44 %, bacteria 98 %
+                                                                elongated     11 % elongated, low-dose atoms 3 %;
+                                                                              checked: real HS-AFM rings 50.04 %
+                                                                              (at the line), real bacteria 99 %
 ``held_out``        the rVAE's -ELBO on its held-out windows    > 0.5 nats    real and simulated runs of 140-85,000
                     minus on its training windows, per pixel    per pixel     training windows -0.07 to 0.09 (the
                     (the last epoch's; latents.nc attributes)                 real bacteria 0.02-0.09); small real
@@ -59,9 +60,11 @@ check               value                                       trips when    wh
                                                                               the training error: memorised)
 ==================  ==========================================  ============  =========================================
 
-Measured on simulated rods (``rotdyn.simulate``, the demo's settings: 128 px,
-16 x 5 px rods, windows of 24 px) on this project's 2-core CPU; the thresholds
-can be overridden per run (``job.params.qc``, keys of :data:`THRESHOLDS`).
+Where a row names no real file or other generator, measured on simulated rods
+(``rotdyn.simulate``, the demo's settings: 128 px, 16 x 5 px rods, windows of
+24 px) on this project's 2-core CPU; the real-movie shares are from
+``benchmarks/real_movies.py``'s full run. The thresholds can be overridden per
+run (``job.params.qc``, keys of :data:`THRESHOLDS`).
 """
 from __future__ import annotations
 

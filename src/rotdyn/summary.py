@@ -9,7 +9,7 @@ import pandas as pd
 import xarray as xr
 
 from . import __version__
-from .contracts import TRANSITION, TRANSITION_UNCERTAINTY, transition_names
+from .contracts import TRANSITION, TRANSITION_SCORE, TRANSITION_UNCERTAINTY, transition_names
 from .store import atomic_path, plain
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ def transition_reasons(nmf: xr.Dataset, frames_with_particles: int) -> dict:
     """
     out = {}
     for name in transition_names(nmf):
-        score = float(nmf[f"transition_score_{name}"]) if f"transition_score_{name}" in nmf else np.nan
+        score = float(nmf[f"{TRANSITION_SCORE}{name}"]) if f"{TRANSITION_SCORE}{name}" in nmf else np.nan
         if np.isfinite(float(nmf[f"{TRANSITION}{name}"])):
             out[name] = None
         elif np.isfinite(score):
